@@ -1,0 +1,39 @@
+/* Writes a finished period as one gzip JSON document (docs/FORMAT.md),
+ * streamed: yajl generates into a small buffer that zlib deflates straight
+ * into a temporary file beside the target, which is fsynced and renamed over
+ * it. The whole document never exists in memory, and no partial file is ever
+ * visible under the target name. Pure C: safe to call with the GIL released. */
+#ifndef PS_WRITER_H
+#define PS_WRITER_H
+
+#include <stddef.h>
+
+#include "ps_period.h"
+
+typedef struct {
+    /* JSON object text whose members are appended to "meta" (python version,
+     * buildbot version, ...), or NULL. Not NUL-terminated: use the length. */
+    const char *meta_json;
+    size_t meta_len;
+    /* JSON array text written as "builds", or NULL for []. */
+    const char *builds_json;
+    size_t builds_len;
+    /* zlib level 1..9; 0 means the default (6). */
+    int level;
+} ps_write_options;
+
+typedef struct {
+    int code;        /* PS_E* */
+    int os_errno;    /* errno when code == PS_EOS, else 0 */
+    char what[64];   /* the failing step: "open", "write", "fsync", "rename", "deflate", "meta_json", ... */
+} ps_write_error;
+
+/* Serialize `period` into `path` atomically (temp file in the same directory,
+ * fsync, rename, fsync of the directory). Returns 0, or a negative PS_E* code
+ * with `err` filled in; on failure the temporary file is removed and `path`
+ * is untouched. `period` is only read, so the call may run concurrently with
+ * other readers of the same period. */
+int ps_writer_write(const ps_period *period, const char *path,
+                    const ps_write_options *options, ps_write_error *err);
+
+#endif /* PS_WRITER_H */

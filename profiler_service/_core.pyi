@@ -1,0 +1,48 @@
+"""Type stub of the private C extension profiler_service._core."""
+
+from os import PathLike
+from typing import Any, Optional, Sequence, Union, final
+
+@final
+class Period:
+    """One finished sampling period (read-only)."""
+
+    samples: int
+    stacks: int
+    nodes: int
+    frames: int
+    start_time: float
+    end_time: float
+    duration: float
+    mode: str
+    frequency: float
+    max_depth: int
+    heap_bytes: int
+    threads: list[dict[str, Any]]
+    stats: dict[str, int]
+    load: list[tuple[int, int, int]]
+    def __len__(self) -> int: ...
+    def collapsed(self, thread: Union[None, str, int] = None) -> str: ...
+    def write(
+        self,
+        path: Union[str, bytes, PathLike[str]],
+        builds: Optional[list[Any]] = None,
+        meta: Optional[dict[str, Any]] = None,
+        level: int = 0,
+    ) -> None: ...
+
+def start(
+    mode: int,
+    frequency: float,
+    max_depth: int,
+    max_stacks: int,
+    max_samples: int,
+    idle: Sequence[tuple[str, str]],
+) -> None: ...
+def rotate() -> Period: ...
+def stop() -> Period: ...
+def is_running() -> bool: ...
+def status() -> Optional[dict[str, Any]]: ...
+def _before_fork() -> None: ...
+def _after_fork_parent() -> None: ...
+def _after_fork_child() -> None: ...

@@ -1,0 +1,404 @@
+/* The Period type: a read-only view of one finished period, with collapsed
+ * stacks and the file writer. A Period never changes after it is made, which
+ * is what lets write() release the GIL. */
+#include "binding.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "ps_collapsed.h"
+#include "ps_error.h"
+#include "ps_writer.h"
+
+static void
+Period_dealloc(PeriodObject *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    ps_period_free(self->period);
+    self->period = NULL;
+    type->tp_free((PyObject *)self);
+    Py_DECREF(type);
+}
+
+PyObject *
+ps_period_wrap(PyObject *module, ps_period *period)
+{
+    ps_state *state = ps_get_state(module);
+    PeriodObject *self = PyObject_New(PeriodObject, state->period_type);
+    if (self == NULL) {
+        ps_period_free(period);
+        return NULL;
+    }
+    self->period = period;
+    return (PyObject *)self;
+}
+
+static PyObject *
+Period_get_samples(PeriodObject *self, void *closure)
+{
+    return PyLong_FromSize_t(self->period->samples.len);
+}
+
+static PyObject *
+Period_get_stacks(PeriodObject *self, void *closure)
+{
+    /* Distinct leaf stacks that received samples. */
+    const ps_period *p = self->period;
+    size_t n_nodes = ps_stacks_node_count(&p->stacks), distinct = 0;
+    unsigned char *seen = PyMem_Calloc(n_nodes ? n_nodes : 1, 1);
+    if (seen == NULL) {
+        return PyErr_NoMemory();
+    }
+    for (size_t i = 0; i < p->samples.len; i++) {
+        const ps_sample *s = ps_vec_at(&p->samples, i);
+        if (!seen[s->node]) {
+            seen[s->node] = 1;
+            distinct++;
+        }
+    }
+    PyMem_Free(seen);
+    return PyLong_FromSize_t(distinct);
+}
+
+static PyObject *
+Period_get_nodes(PeriodObject *self, void *closure)
+{
+    return PyLong_FromUnsignedLong(ps_stacks_node_count(&self->period->stacks));
+}
+
+static PyObject *
+Period_get_frames(PeriodObject *self, void *closure)
+{
+    return PyLong_FromUnsignedLong(ps_stacks_frame_count(&self->period->stacks));
+}
+
+static PyObject *
+Period_get_start_time(PeriodObject *self, void *closure)
+{
+    return PyFloat_FromDouble((double)self->period->start_unix_ms / 1000.0);
+}
+
+static PyObject *
+Period_get_end_time(PeriodObject *self, void *closure)
+{
+    return PyFloat_FromDouble((double)self->period->end_unix_ms / 1000.0);
+}
+
+static PyObject *
+Period_get_duration(PeriodObject *self, void *closure)
+{
+    const ps_period *p = self->period;
+    return PyFloat_FromDouble((double)(p->end_mono_ns - p->start_mono_ns) / 1e9);
+}
+
+static PyObject *
+Period_get_mode(PeriodObject *self, void *closure)
+{
+    return PyUnicode_FromString(ps_mode_name(self->period->mode));
+}
+
+static PyObject *
+Period_get_frequency(PeriodObject *self, void *closure)
+{
+    return PyFloat_FromDouble((double)self->period->frequency_mhz / 1000.0);
+}
+
+static PyObject *
+Period_get_max_depth(PeriodObject *self, void *closure)
+{
+    return PyLong_FromUnsignedLong(self->period->max_depth);
+}
+
+static PyObject *
+Period_get_heap_bytes(PeriodObject *self, void *closure)
+{
+    return PyLong_FromSize_t(ps_period_heap_bytes(self->period));
+}
+
+static PyObject *
+Period_get_threads(PeriodObject *self, void *closure)
+{
+    const ps_period *p = self->period;
+    PyObject *list = PyList_New((Py_ssize_t)p->threads.len);
+    if (list == NULL) {
+        return NULL;
+    }
+    for (size_t i = 0; i < p->threads.len; i++) {
+        const ps_thread *t = ps_period_thread(p, (uint16_t)i);
+        PyObject *item = Py_BuildValue(
+            "{s:K,s:K,s:s,s:K,s:K}", "ident", (unsigned long long)t->ident,
+            "native_id", (unsigned long long)t->native_id, "name", t->name,
+            "samples", (unsigned long long)t->samples, "weight_us",
+            (unsigned long long)t->weight_us);
+        if (item == NULL) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, (Py_ssize_t)i, item);
+    }
+    return list;
+}
+
+static PyObject *
+Period_get_stats(PeriodObject *self, void *closure)
+{
+    const ps_stats *s = &self->period->stats;
+    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:K}", "ticks",
+                         (unsigned long long)s->ticks, "missed",
+                         (unsigned long long)s->missed, "samples",
+                         (unsigned long long)s->samples, "idle",
+                         (unsigned long long)s->idle, "truncated",
+                         (unsigned long long)s->truncated, "dropped",
+                         (unsigned long long)s->dropped, "sampling_ns",
+                         (unsigned long long)s->sampling_ns);
+}
+
+static PyObject *
+Period_get_load(PeriodObject *self, void *closure)
+{
+    const ps_period *p = self->period;
+    PyObject *list = PyList_New((Py_ssize_t)p->load.len);
+    if (list == NULL) {
+        return NULL;
+    }
+    for (size_t i = 0; i < p->load.len; i++) {
+        const ps_load *l = ps_vec_at(&p->load, i);
+        PyObject *item = Py_BuildValue("(IIK)", l->t_ms, l->cpu_permille,
+                                       (unsigned long long)l->rss_kb);
+        if (item == NULL) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, (Py_ssize_t)i, item);
+    }
+    return list;
+}
+
+/* Thread index for a name (str) or an ident / native id (int); -1 for None.
+ * Returns -2 with an exception set when nothing matches. */
+static int
+find_thread(const ps_period *p, PyObject *thread)
+{
+    if (thread == Py_None) {
+        return -1;
+    }
+    if (PyUnicode_Check(thread)) {
+        const char *name = PyUnicode_AsUTF8(thread);
+        if (name == NULL) {
+            return -2;
+        }
+        for (size_t i = 0; i < p->threads.len; i++) {
+            if (strcmp(ps_period_thread(p, (uint16_t)i)->name, name) == 0) {
+                return (int)i;
+            }
+        }
+    }
+    else if (PyLong_Check(thread)) {
+        unsigned long long id = PyLong_AsUnsignedLongLong(thread);
+        if (id == (unsigned long long)-1 && PyErr_Occurred()) {
+            PyErr_Clear();
+        }
+        else {
+            for (size_t i = 0; i < p->threads.len; i++) {
+                const ps_thread *t = ps_period_thread(p, (uint16_t)i);
+                if (t->ident == id || t->native_id == id) {
+                    return (int)i;
+                }
+            }
+        }
+    }
+    else {
+        PyErr_SetString(PyExc_TypeError,
+                        "thread must be None, a thread name (str) or an id (int)");
+        return -2;
+    }
+    PyErr_Format(PyExc_KeyError, "no thread %R in this period", thread);
+    return -2;
+}
+
+static PyObject *
+Period_collapsed(PeriodObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"thread", NULL};
+    PyObject *thread = Py_None;
+    char *text = NULL;
+    size_t len = 0;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O:collapsed", keywords,
+                                     &thread)) {
+        return NULL;
+    }
+    int index = find_thread(self->period, thread);
+    if (index == -2) {
+        return NULL;
+    }
+    int rc = ps_collapsed_render(self->period, index, &text, &len);
+    if (rc < 0) {
+        return ps_raise(rc, "collapsed", NULL);
+    }
+    PyObject *result = PyUnicode_DecodeUTF8(text, (Py_ssize_t)len, "replace");
+    free(text);
+    return result;
+}
+
+/* json.dumps(obj) as bytes (new reference), or NULL with an exception. */
+static PyObject *
+dumps(PyObject *obj)
+{
+    PyObject *json = PyImport_ImportModule("json"), *text = NULL, *bytes = NULL;
+    if (json == NULL) {
+        return NULL;
+    }
+    text = PyObject_CallMethod(json, "dumps", "O", obj);
+    Py_DECREF(json);
+    if (text == NULL) {
+        return NULL;
+    }
+    bytes = PyUnicode_AsUTF8String(text);
+    Py_DECREF(text);
+    return bytes;
+}
+
+static PyObject *
+Period_write(PeriodObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"path", "builds", "meta", "level", NULL};
+    PyObject *path_obj = NULL, *path_bytes = NULL, *builds = Py_None,
+             *meta = Py_None, *builds_json = NULL, *meta_json = NULL,
+             *result = NULL;
+    int level = 0;
+    ps_write_options options = {0};
+    ps_write_error err = {0};
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|OOi:write", keywords,
+                                     &path_obj, &builds, &meta, &level)) {
+        return NULL;
+    }
+    if (builds != Py_None && !PyList_Check(builds)) {
+        PyErr_SetString(PyExc_TypeError, "builds must be a list or None");
+        return NULL;
+    }
+    if (meta != Py_None && !PyDict_Check(meta)) {
+        PyErr_SetString(PyExc_TypeError, "meta must be a dict or None");
+        return NULL;
+    }
+    if (level < 0 || level > 9) {
+        PyErr_SetString(PyExc_ValueError, "level must be between 0 and 9");
+        return NULL;
+    }
+    if (!PyUnicode_FSConverter(path_obj, &path_bytes)) {
+        return NULL;
+    }
+    if (builds != Py_None && (builds_json = dumps(builds)) == NULL) {
+        goto error;
+    }
+    if (meta != Py_None && (meta_json = dumps(meta)) == NULL) {
+        goto error;
+    }
+    if (builds_json != NULL) {
+        options.builds_json = PyBytes_AS_STRING(builds_json);
+        options.builds_len = (size_t)PyBytes_GET_SIZE(builds_json);
+    }
+    if (meta_json != NULL) {
+        options.meta_json = PyBytes_AS_STRING(meta_json);
+        options.meta_len = (size_t)PyBytes_GET_SIZE(meta_json);
+    }
+    options.level = level;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = ps_writer_write(self->period, PyBytes_AS_STRING(path_bytes), &options,
+                         &err);
+    Py_END_ALLOW_THREADS
+    if (rc < 0) {
+        if (rc == PS_EOS) {
+            errno = err.os_errno;
+            PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path_obj);
+        }
+        else {
+            PyObject *path_repr = PyObject_Repr(path_obj);
+            PyErr_Format(rc == PS_EJSON ? PyExc_ValueError : PyExc_OSError,
+                         "writing %U failed at %s: %s",
+                         path_repr ? path_repr : path_obj, err.what,
+                         ps_strerror(rc));
+            Py_XDECREF(path_repr);
+        }
+        goto error;
+    }
+    result = Py_NewRef(Py_None);
+error:
+    Py_XDECREF(path_bytes);
+    Py_XDECREF(builds_json);
+    Py_XDECREF(meta_json);
+    return result;
+}
+
+static Py_ssize_t
+Period_len(PeriodObject *self)
+{
+    return (Py_ssize_t)self->period->samples.len;
+}
+
+static PyObject *
+Period_repr(PeriodObject *self)
+{
+    const ps_period *p = self->period;
+    return PyUnicode_FromFormat("<Period %s %zu samples, %zu threads, %lld ms>",
+                                ps_mode_name(p->mode), p->samples.len,
+                                p->threads.len,
+                                (long long)ps_period_duration_ms(p));
+}
+
+static PyGetSetDef Period_getset[] = {
+    {"samples", (getter)Period_get_samples, NULL, "Samples kept.", NULL},
+    {"stacks", (getter)Period_get_stacks, NULL,
+     "Distinct stacks that received samples.", NULL},
+    {"nodes", (getter)Period_get_nodes, NULL, "Nodes in the stack tree.", NULL},
+    {"frames", (getter)Period_get_frames, NULL, "Distinct frames.", NULL},
+    {"start_time", (getter)Period_get_start_time, NULL,
+     "Start, seconds since the epoch.", NULL},
+    {"end_time", (getter)Period_get_end_time, NULL,
+     "End, seconds since the epoch.", NULL},
+    {"duration", (getter)Period_get_duration, NULL, "Seconds covered.", NULL},
+    {"mode", (getter)Period_get_mode, NULL, "'prof', 'virtual' or 'real'.", NULL},
+    {"frequency", (getter)Period_get_frequency, NULL, "Requested Hz.", NULL},
+    {"max_depth", (getter)Period_get_max_depth, NULL, "Frames kept per stack.", NULL},
+    {"heap_bytes", (getter)Period_get_heap_bytes, NULL,
+     "Bytes of C heap the period holds.", NULL},
+    {"threads", (getter)Period_get_threads, NULL,
+     "Threads seen: dicts of ident, native_id, name, samples, weight_us.", NULL},
+    {"stats", (getter)Period_get_stats, NULL,
+     "Counters: ticks, missed, samples, idle, truncated, dropped, sampling_ns.", NULL},
+    {"load", (getter)Period_get_load, NULL,
+     "Load series: (t_ms, cpu_permille, rss_kb) once a second.", NULL},
+    {NULL},
+};
+
+static PyMethodDef Period_methods[] = {
+    {"collapsed", (PyCFunction)(void (*)(void))Period_collapsed,
+     METH_VARARGS | METH_KEYWORDS,
+     "collapsed(thread=None) -> str\n"
+     "Brendan Gregg collapsed stacks, the thread name as the root frame."},
+    {"write", (PyCFunction)(void (*)(void))Period_write,
+     METH_VARARGS | METH_KEYWORDS,
+     "write(path, builds=None, meta=None, level=0)\n"
+     "Write the period as gzip JSON, atomically, with the GIL released."},
+    {NULL},
+};
+
+static PyType_Slot Period_slots[] = {
+    {Py_tp_dealloc, Period_dealloc},
+    {Py_tp_repr, Period_repr},
+    {Py_tp_getset, Period_getset},
+    {Py_tp_methods, Period_methods},
+    {Py_sq_length, Period_len},
+    {Py_tp_doc, "One finished sampling period (read-only)."},
+    {0, NULL},
+};
+
+PyType_Spec ps_period_spec = {
+    .name = "profiler_service._core.Period",
+    .basicsize = sizeof(PeriodObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = Period_slots,
+};

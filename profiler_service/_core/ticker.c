@@ -1,0 +1,180 @@
+/* The tick source: see ps_ticker.h. The handler touches only a semaphore and
+ * errno. Everything here is process-wide because signals and interval timers
+ * are; the binding guarantees one sampler per process. */
+#define _GNU_SOURCE
+#include "ps_ticker.h"
+
+#include <errno.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "ps_error.h"
+#include "ps_period.h"
+
+static sem_t tick_sem;
+static int sem_ready;
+static atomic_int woken;
+static int armed_signal;           /* 0 when no handler of ours is installed */
+static int armed_timer = -1;       /* ITIMER_* armed, -1 if none */
+static struct sigaction previous;  /* disposition found at start */
+
+static void
+on_tick(int sig, siginfo_t *info, void *context)
+{
+    int saved_errno = errno;
+    (void)sig;
+    (void)info;
+    (void)context;
+    sem_post(&tick_sem);
+    errno = saved_errno;
+}
+
+int
+ps_ticker_signal(int mode)
+{
+    switch (mode) {
+    case PS_MODE_PROF:
+        return SIGPROF;
+    case PS_MODE_VIRTUAL:
+        return SIGVTALRM;
+    }
+    return 0;
+}
+
+static int
+timer_for(int mode)
+{
+    return mode == PS_MODE_PROF ? ITIMER_PROF : ITIMER_VIRTUAL;
+}
+
+int
+ps_ticker_start(int mode, int64_t interval_ns)
+{
+    int sig = ps_ticker_signal(mode);
+    struct sigaction action;
+    struct itimerval timer;
+
+    if (armed_signal != 0 || armed_timer != -1) {
+        return PS_ESTATE;
+    }
+    if (!sem_ready) {
+        if (sem_init(&tick_sem, 0, 0) != 0) {
+            return PS_EOS;
+        }
+        sem_ready = 1;
+    }
+    while (sem_trywait(&tick_sem) == 0) {
+        /* drain ticks left over from an earlier run */
+    }
+    atomic_store(&woken, 0);
+    if (sig == 0) {
+        return PS_OK;  /* real mode: the sampler paces itself */
+    }
+    if (sigaction(sig, NULL, &previous) != 0) {
+        return PS_EOS;
+    }
+    if (!(previous.sa_flags & SA_SIGINFO) && previous.sa_handler != SIG_DFL &&
+        previous.sa_handler != SIG_IGN) {
+        return PS_ESTATE;  /* somebody else's handler: do not replace it */
+    }
+    memset(&action, 0, sizeof(action));
+    action.sa_sigaction = on_tick;
+    action.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
+    sigemptyset(&action.sa_mask);
+    if (sigaction(sig, &action, NULL) != 0) {
+        return PS_EOS;
+    }
+    armed_signal = sig;
+    memset(&timer, 0, sizeof(timer));
+    if (interval_ns < 1000) {
+        interval_ns = 1000;
+    }
+    timer.it_interval.tv_sec = interval_ns / 1000000000;
+    timer.it_interval.tv_usec = (interval_ns % 1000000000) / 1000;
+    timer.it_value = timer.it_interval;
+    if (setitimer(timer_for(mode), &timer, NULL) != 0) {
+        int saved_errno = errno;
+        sigaction(sig, &previous, NULL);
+        armed_signal = 0;
+        errno = saved_errno;
+        return PS_EOS;
+    }
+    armed_timer = timer_for(mode);
+    return PS_OK;
+}
+
+void
+ps_ticker_stop(void)
+{
+    if (armed_timer != -1) {
+        struct itimerval off;
+        memset(&off, 0, sizeof(off));
+        setitimer(armed_timer, &off, NULL);
+        armed_timer = -1;
+    }
+    if (armed_signal != 0) {
+        struct sigaction ignore;
+        memset(&ignore, 0, sizeof(ignore));
+        ignore.sa_handler = SIG_IGN;
+        sigemptyset(&ignore.sa_mask);
+        /* SIG_IGN discards a signal already pending, so restoring the default
+         * action afterwards cannot kill the process with a late tick. */
+        sigaction(armed_signal, &ignore, NULL);
+        sigaction(armed_signal, &previous, NULL);
+        armed_signal = 0;
+    }
+}
+
+uint64_t
+ps_ticker_wait(int64_t deadline_ns)
+{
+    struct timespec deadline;
+    uint64_t ticks = 0;
+
+    deadline.tv_sec = deadline_ns / 1000000000;
+    deadline.tv_nsec = deadline_ns % 1000000000;
+    if (atomic_exchange(&woken, 0)) {
+        return 0;
+    }
+    while (sem_clockwait(&tick_sem, CLOCK_MONOTONIC, &deadline) != 0) {
+        if (errno != EINTR) {
+            return 0;  /* ETIMEDOUT */
+        }
+    }
+    if (atomic_exchange(&woken, 0)) {
+        return 0;
+    }
+    ticks = 1;
+    while (sem_trywait(&tick_sem) == 0) {
+        ticks++;
+    }
+    return ticks;
+}
+
+void
+ps_ticker_wake(void)
+{
+    atomic_store(&woken, 1);
+    if (sem_ready) {
+        sem_post(&tick_sem);
+    }
+}
+
+void
+ps_ticker_after_fork_child(void)
+{
+    armed_timer = -1;  /* the kernel did not copy our timer */
+    if (armed_signal != 0) {
+        sigaction(armed_signal, &previous, NULL);
+        armed_signal = 0;
+    }
+    if (sem_ready) {
+        sem_destroy(&tick_sem);
+        sem_ready = 0;
+    }
+    atomic_store(&woken, 0);
+}
