@@ -722,7 +722,7 @@ ps_writer_write(const ps_period *period, const char *path,
         set_result(err, w.code, 0, w.what);
         return w.code;
     }
-    rc = ps_gzfile_open(path, options->level, &w.file, &os_errno, &step);
+    rc = ps_gzfile_open(path, options->level, 0, &w.file, &os_errno, &step);
     if (rc < 0) {
         set_result(err, rc, os_errno, step);
         return rc;
