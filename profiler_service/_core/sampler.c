@@ -52,6 +52,7 @@ typedef struct {
     uint64_t walk;         /* last walk that saw it */
     uint64_t period_gen;   /* period generation `index` belongs to */
     uint16_t index;        /* thread index in that period */
+    int named;             /* threading knew its name when it was added */
 } tracked_thread;
 
 /* code object -> frame id for the active period. Each key holds a strong
@@ -271,11 +272,13 @@ prune_tracked(void)
     S.n_tracked = kept;
 }
 
-/* The name threading knows the thread by, into `out` (NUL-terminated).
- * Reads threading._active[ident]._name without running Python code of ours;
- * any failure falls back to "Thread <native id>". Needs the GIL. */
+/* The name threading knows the thread by, into `out` (NUL-terminated, cut
+ * at a character boundary). Reads threading._active[ident]._name without
+ * running Python code of ours. A thread too new (or not made by threading)
+ * gets "Thread <native id>" and *named = 0. Needs the GIL. */
 static size_t
-thread_name(uint64_t ident, uint64_t native_id, char *out, size_t cap)
+thread_name(uint64_t ident, uint64_t native_id, char *out, size_t cap,
+            int *named)
 {
     PyObject *threading = NULL, *active = NULL, *key = NULL, *name = NULL;
     size_t len = 0;
@@ -300,6 +303,11 @@ thread_name(uint64_t ident, uint64_t native_id, char *out, size_t cap)
         const char *utf8 = PyUnicode_AsUTF8AndSize(name, &n);
         if (utf8 != NULL) {
             len = (size_t)n < cap - 1 ? (size_t)n : cap - 1;
+            if (len < (size_t)n) {
+                while (len > 0 && ((unsigned char)utf8[len] & 0xC0) == 0x80) {
+                    len--;  /* do not cut a UTF-8 sequence */
+                }
+            }
             memcpy(out, utf8, len);
         }
     }
@@ -308,6 +316,7 @@ thread_name(uint64_t ident, uint64_t native_id, char *out, size_t cap)
     Py_XDECREF(key);
     Py_XDECREF(active);
     Py_XDECREF(threading);
+    *named = len > 0;
     if (len == 0) {
         len = (size_t)PyOS_snprintf(out, cap, "Thread %llu",
                                     (unsigned long long)native_id);
@@ -323,17 +332,28 @@ period_thread(tracked_thread *t, uint16_t *index)
 {
     char name[NAME_MAX_BYTES];
 
+    int named;
+
     if (t->period_gen == S.period_gen) {
         *index = t->index;
+        if (!t->named) {
+            /* Seen before threading registered it: ask again. */
+            size_t len = thread_name(t->ident, t->native_id, name, sizeof(name),
+                                     &named);
+            if (named && ps_period_rename_thread(S.active, t->index, name, len) == 0) {
+                t->named = 1;
+            }
+        }
         return PS_OK;
     }
-    size_t len = thread_name(t->ident, t->native_id, name, sizeof(name));
+    size_t len = thread_name(t->ident, t->native_id, name, sizeof(name), &named);
     int rc = ps_period_add_thread(S.active, t->ident, t->native_id, name, len,
                                   &t->index);
     if (rc < 0) {
         return rc;
     }
     t->period_gen = S.period_gen;
+    t->named = named;
     *index = t->index;
     return PS_OK;
 }
