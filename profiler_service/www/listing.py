@@ -18,8 +18,12 @@ from typing import Any, Iterable
 
 # A profile larger than this (decompressed) is listed with an error instead of
 # being parsed: the listing must never take the memory of a huge file.
-MAX_PARSE_BYTES = 256 * 1024 * 1024
+MAX_PARSE_BYTES = 128 * 1024 * 1024
 PROFILE_SUFFIXES = (".json.gz", ".json")
+
+
+class TooLarge(Exception):
+    pass
 
 
 @dataclass(frozen=True)
@@ -104,10 +108,13 @@ def _read_json(path: str) -> Any:
         magic = raw.read(2)
         raw.seek(0)
         stream = gzip.GzipFile(fileobj=raw) if magic == b"\x1f\x8b" else raw
-        data = stream.read(MAX_PARSE_BYTES + 1)
-    if len(data) > MAX_PARSE_BYTES:
-        raise ValueError(f"larger than {MAX_PARSE_BYTES >> 20} MB decompressed")
-    return json.loads(data)
+        chunks, size = [], 0
+        while chunk := stream.read(1 << 20):
+            size += len(chunk)
+            if size > MAX_PARSE_BYTES:
+                raise TooLarge(f"larger than {MAX_PARSE_BYTES >> 20} MB decompressed")
+            chunks.append(chunk)
+    return json.loads(b"".join(chunks))
 
 
 def summarize_file(path: str) -> dict[str, Any]:
@@ -118,8 +125,12 @@ def summarize_file(path: str) -> dict[str, Any]:
         return {"error": f"cannot read: {exc}"}
     except UnicodeDecodeError as exc:
         return {"error": f"not UTF-8 JSON: {exc.reason}"}
-    except (ValueError, RecursionError) as exc:
+    except TooLarge as exc:
+        return {"error": f"too large to summarize: {exc}"}
+    except ValueError as exc:
         return {"error": f"not valid JSON: {exc}"}
+    except RecursionError:
+        return {"error": "not valid JSON: nested too deeply"}
     try:
         if isinstance(doc, dict) and doc.get("format") == "buildbot-profiler":
             return _summarize_v1(doc)

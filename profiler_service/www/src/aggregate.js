@@ -119,9 +119,9 @@ export function callersCallees(p, agg, func) {
 }
 
 // The flame graph's tree: {name, value, children}, one root per thread under
-// "all threads" (or the chosen thread as root). Nodes below minFraction of the
+// "all threads" (or the chosen thread as root). Nodes below minFraction (0.01%) of the
 // total are folded into their parent's self time.
-export function flameTree(p, agg, minFraction = 1e-5) {
+export function flameTree(p, agg, minFraction = 1e-4) {
   const limit = agg.totalW * minFraction;
   const build = (nodeIndex, totW, totN) => {
     const f = p.nodeFunc[nodeIndex];

@@ -248,16 +248,23 @@ async function rerender(reason) {
 
 async function render() {
   const p = state.profile;
+  const t0 = performance.now();
   const agg = (state.agg = aggregate(p, state.sel));
+  const t1 = performance.now();
   const sel = state.sel;
   const whole = sel.t0 <= 0 && sel.t1 >= p.endMs - p.startMs;
   $('selection').textContent = `${whole ? 'Whole period' : `${fmtClock(new Date(p.startMs + sel.t0))} → ${fmtClock(new Date(p.startMs + Math.min(sel.t1, p.endMs - p.startMs)))} (${fmtDuration(sel.t1 - sel.t0)})`}` +
     `${state.build ? ` · build ${state.build.builder} #${state.build.number}` : ''} · ${agg.totalN.toLocaleString('en-US')} samples · ${fmtWeight(p, agg.totalW)}`;
-  flame.update(flameTree(p, agg));
+  const tree = flameTree(p, agg);
+  const t2 = performance.now();
+  flame.update(tree);
+  const t3 = performance.now();
   renderHot();
   renderCallers();
+  const t4 = performance.now();
   window.bbprofiler.renders++;
   await nextPaint();
+  timings.phases = { aggregate: t1 - t0, tree: t2 - t1, flame: t3 - t2, tables: t4 - t3, paint: performance.now() - t4 };
 }
 
 function renderHot() {
