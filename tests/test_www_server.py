@@ -20,7 +20,7 @@ import jsonschema
 import pytest
 
 from profiler_service.www import STATIC_DIR
-from profiler_service.www.listing import MAX_PARSE_BYTES
+from profiler_service.profile import MAX_DOCUMENT_BYTES
 
 sys.path.insert(0, str(Path(__file__).parent))
 import viewer_profiles  # noqa: E402
@@ -91,7 +91,7 @@ def served(tmp_path_factory):
     bomb = zlib.compressobj(1, zlib.DEFLATED, 31)
     chunk = b" " * (1 << 20)
     with open(profiles / "huge.json.gz", "wb") as f:
-        for _ in range((MAX_PARSE_BYTES >> 20) + 2):
+        for _ in range((MAX_DOCUMENT_BYTES >> 20) + 2):
             f.write(bomb.compress(chunk))
         f.write(bomb.flush())
     (profiles / "README.txt").write_text("not a profile")
@@ -124,20 +124,24 @@ def test_listing(served):
         "badfields.json.gz", "huge.json.gz", "explicit.json.gz",
     }
     ours = entries["prof_20251125T194640Z.json.gz"]
-    assert ours["format"] == "v1" and ours["samples"] == 15000 and ours["hostname"] == "ci-master-1"
+    assert ours["format"] == "buildbot-profiler" and ours["error"] is None and ours["samples"] == 15000 and ours["hostname"] == "ci-master-1"
     assert ours["end_ms"] - ours["start_ms"] == 600000
     assert ours["size"] == (profiles / "prof_20251125T194640Z.json.gz").stat().st_size
     legacy = entries["prof_legacy.json"]
-    assert legacy["format"] == "1.x" and legacy["samples"] == len(json.loads(LEGACY_BIG.read_text())["samples"])
+    legacy_doc = json.loads(LEGACY_BIG.read_text())
+    assert legacy["format"] == "buildbot_profiler-1.x"
+    assert legacy["samples"] == sum(len(s["threads"]) for s in legacy_doc["samples"])  # one per thread stack
     assert legacy["start_ms"] == 1471876477627
     for name, words in {
-        "garbage.json.gz": "cannot read", "truncated.json.gz": "cannot read", "notjson.json": "not valid JSON",
-        "v9.json.gz": "unsupported format version 9", "other.json": "not a buildbot-profiler file",
-        "badfields.json.gz": "malformed profile", "huge.json.gz": "too large",
+        "garbage.json.gz": "corrupt gzip data", "truncated.json.gz": "truncated gzip data",
+        "notjson.json": "not gzip and not JSON", "v9.json.gz": "format version 9 is newer",
+        "other.json": "not a profile", "badfields.json.gz": "meta is an integer",
+        "huge.json.gz": "decompresses to more than",
     }.items():
-        assert words in entries[name].get("error", ""), (name, entries[name])
+        assert words in (entries[name]["error"] or ""), (name, entries[name])
+        assert str(profiles) not in entries[name]["error"]  # no server paths in answers
     # newest first: the busy profile ends last; the 1.x file (2016) comes after ours
-    names = [e["name"] for e in body["profiles"] if "error" not in e]
+    names = [e["name"] for e in body["profiles"] if not e["error"]]
     assert names[0] == "prof_busy.json.gz"
     assert names.index("prof_20251125T194640Z.json.gz") < names.index("prof_legacy.json")
 

@@ -84,7 +84,7 @@ function fillPicker(listing, current, localName) {
   if (localName) picker.add(new Option(`${localName} (local file)`, '', true, true));
   if (!listing.length && !localName) picker.add(new Option('no profiles found', ''));
   for (const e of listing) {
-    const when = e.error ? `⚠ ${e.error}` : `${fmtUtc(new Date(e.start_ms))}, ${fmtDuration(e.end_ms - e.start_ms)}, ${e.samples} samples${e.format === '1.x' ? ', 1.x' : ''}`;
+    const when = e.error ? `⚠ ${e.error}` : `${fmtUtc(new Date(e.start_ms))}, ${fmtDuration(e.end_ms - e.start_ms)}, ${e.samples} samples${e.format && e.format !== 'buildbot-profiler' ? ', 1.x' : ''}`;
     const opt = new Option(`${e.name} — ${when}`, e.name, false, !localName && e.name === current);
     picker.add(opt);
   }
