@@ -254,7 +254,7 @@ async function render() {
   const sel = state.sel;
   const whole = sel.t0 <= 0 && sel.t1 >= p.endMs - p.startMs;
   $('selection').textContent = `${whole ? 'Whole period' : `${fmtClock(new Date(p.startMs + sel.t0))} → ${fmtClock(new Date(p.startMs + Math.min(sel.t1, p.endMs - p.startMs)))} (${fmtDuration(sel.t1 - sel.t0)})`}` +
-    `${state.build ? ` · build ${state.build.builder} #${state.build.number}` : ''} · ${agg.totalN.toLocaleString('en-US')} samples${p.weightUnit === 'us' ? ' · ' + fmtWeight(p, agg.totalW) + ' CPU' : ''}`;
+    `${state.build ? ` · build ${state.build.builder} #${state.build.number}` : ''} · ${agg.totalN.toLocaleString('en-US')} samples${p.weightUnit === 'us' ? ' · ' + fmtWeight(p, agg.totalW) + (p.meta.mode === 'real' ? ' wall' : ' CPU') : ''}`;
   const tree = flameTree(p, agg);
   const t2 = performance.now();
   flame.update(tree);
