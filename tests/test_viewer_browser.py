@@ -22,7 +22,7 @@ from profiler_service.www import STATIC_DIR
 
 sys.path.insert(0, str(Path(__file__).parent))
 import viewer_profiles  # noqa: E402
-from test_www_server import LEGACY_BIG, Server  # noqa: E402
+from test_www_server import LEGACY_BIG, MountedServer, Server  # noqa: E402
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -87,6 +87,13 @@ def site(tmp_path_factory):
     server = Server(root)
     ARTIFACTS.mkdir(exist_ok=True)
     yield {"url": f"http://127.0.0.1:{server.port}/", "root": root, "sampler_error": sampler_error}
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def mounted_site(site):
+    server = MountedServer(site["root"])
+    yield {"url": f"http://127.0.0.1:{server.port}/plugins/profiler/", "root": site["root"]}
     server.stop()
 
 
@@ -158,6 +165,13 @@ def test_known_profile_renders(page, site):
     assert page.locator("#timeline path.line.cpu").count() == 1
     assert page.locator("#timeline rect.build").count() == 2
     shot(page, "known")
+
+
+@pytest.mark.timeout(90)
+def test_page_works_under_the_plugin_prefix(page, mounted_site):
+    open_profile(page, mounted_site, "prof_known.json.gz")
+    assert hot_rows(page)[0] == "Work.first_half_hot"
+    assert page.evaluate("[...document.querySelectorAll('#picker option')].length") == 5
 
 
 @pytest.mark.timeout(90)

@@ -270,3 +270,60 @@ def test_cli_rejects_missing_path(tmp_path):
                           capture_output=True, text=True, timeout=20)
     assert proc.returncode == 2
     assert "no such file or directory" in proc.stderr
+
+
+@pytest.mark.timeout(60)
+def test_client_leaving_during_listing(served):
+    import socket
+
+    server, _, _ = served
+    for _ in range(5):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(b"GET /api/profiles HTTP/1.1\r\nHost: x\r\n\r\n")
+    status, body = server.json("/api/profiles")
+    assert status == 200 and len(body["profiles"]) == 12
+    assert server.proc.poll() is None
+
+
+MOUNT_SCRIPT = """
+import sys
+from twisted.internet import reactor
+from twisted.web import resource, server
+from profiler_service.www.resources import viewer_root
+root = resource.Resource()
+plugins = resource.Resource()
+root.putChild(b"plugins", plugins)
+plugins.putChild(b"profiler", viewer_root(sys.argv[1:]))
+port = reactor.listenTCP(0, server.Site(root), interface="127.0.0.1")
+print(f"bbprofiler: serving at http://127.0.0.1:{port.getHost().port}/", flush=True)
+reactor.run()
+"""
+
+
+class MountedServer(Server):
+    """The same resources mounted under /plugins/profiler/, as the www plugin does."""
+
+    def __init__(self, *paths: Path):
+        import subprocess as sp
+
+        self.proc = sp.Popen([sys.executable, "-c", MOUNT_SCRIPT, *map(str, paths)],
+                             stdout=sp.PIPE, stderr=sp.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+        assert match, (line, self.proc.stderr.read())
+        self.port = int(match.group(1))
+
+
+@pytest.mark.timeout(60)
+def test_resources_mounted_under_a_prefix(served):
+    _, profiles, _ = served
+    mounted = MountedServer(profiles)
+    try:
+        status, body = mounted.json("/plugins/profiler/api/profiles")
+        assert status == 200 and len(body["profiles"]) == 11
+        status, _, data = mounted.request("/plugins/profiler/api/profiles/prof_legacy.json")
+        assert status == 200 and data == (profiles / "prof_legacy.json").read_bytes()
+        assert mounted.request("/plugins/profiler/api/profiles/..%2fprof_legacy.json")[0] == 404
+        assert mounted.request("/api/profiles")[0] == 404
+    finally:
+        mounted.stop()

@@ -84,19 +84,21 @@ class ProfilesResource(resource.Resource):
         self.catalog = catalog
 
     def render_GET(self, request: server.Request) -> Any:
-        d = threads.deferToThread(self.catalog.listing)
+        gone = []
+        request.notifyFinish().addErrback(lambda _: gone.append(True))
 
-        def done(entries: list[dict[str, Any]]) -> None:
-            request.write(json_body(request, {"profiles": entries}))
-            request.finish()
+        def reply(body: bytes) -> None:
+            if not gone:  # the client may have left while we read the files
+                request.write(body)
+                request.finish()
 
         def failed(failure: Any) -> None:
             log.err(failure, "bbprofiler: listing profiles failed")
-            request.write(json_body(request, {"error": f"listing failed: {failure.getErrorMessage()}"}, 500))
-            request.finish()
+            reply(json_body(request, {"error": f"listing failed: {failure.getErrorMessage()}"}, 500))
 
-        d.addCallbacks(done, failed)
-        request.notifyFinish().addErrback(lambda _: None)
+        d = threads.deferToThread(self.catalog.listing)
+        d.addCallback(lambda entries: reply(json_body(request, {"profiles": entries})))
+        d.addErrback(failed)
         return server.NOT_DONE_YET
 
     def getChild(self, path: bytes, request: server.Request) -> resource.Resource:
