@@ -336,8 +336,13 @@ def test_busy_profile_timings(page, site):
     assert page.evaluate("window.bbprofiler.state.profile.t.length") == 200000
     assert page.evaluate("window.bbprofiler.state.profile.nodeParent.length") > 4000
     brushes = []
-    for a, b in [(0.1, 0.6), (0.3, 0.35), (0.0, 1.0), (0.5, 0.9), (0.2, 0.8)]:
+    for a, b in [(0.1, 0.6), (0.3, 0.35), (0.02, 0.98), (0.5, 0.9), (0.2, 0.8)]:
+        before = renders(page)
+        page.click("#reset-range")  # a new brush, not a move of the last one
+        page.wait_for_function(f"window.bbprofiler.renders > {before}")
         brush(page, a, b)
+        assert page.evaluate("window.bbprofiler.timings.last.reason") == "brush"
+        assert not page.inner_text("#selection").startswith("Whole period")
         brushes.append(page.evaluate("window.bbprofiler.timings.last.ms"))
     assert len(flame_names(page)) > 10
     shot(page, "busy")
@@ -351,3 +356,33 @@ def test_busy_profile_timings(page, site):
     }
     (ARTIFACTS / "viewer-perf.json").write_text(json.dumps(result, indent=2) + "\n")
     print("viewer timings:", json.dumps(result))
+
+
+def frame_width(page, name):
+    widths = page.eval_on_selector_all(
+        f'#flame g.frame[name="{name}"] rect', "rs => rs.map(r => parseFloat(r.getAttribute('width')))")
+    return max(widths, default=0.0)
+
+
+@pytest.mark.timeout(90)
+def test_flame_graph_search_tooltip_and_zoom(page, site):
+    open_profile(page, site, "prof_known.json.gz")
+    page.fill("#search", "sqlite")
+    fills = page.eval_on_selector_all("#flame g.frame", "gs => gs.map(g => [g.getAttribute('name'), g.querySelector('rect').getAttribute('fill')])")
+    highlighted = {name for name, fill in fills if fill.lower() == "#e600e6"}
+    assert highlighted == {"sqlite_step"}, fills
+    assert page.inner_text("#flame-details") == "search: 1 frames match, 20.00% of the selection"
+    page.hover('#flame g.frame[name="Work.first_half_hot"]')
+    tip = page.locator(".d3-flame-graph-tip")
+    tip.wait_for(state="visible")
+    text = tip.inner_text()
+    assert "Work.first_half_hot" in text and "6,000 samples" in text and "40.0%" in text
+    page.wait_for_timeout(300)  # the tooltip fades in
+    shot(page, "search-tooltip")
+    page.fill("#search", "")
+    full = frame_width(page, "Work.first_half_hot")
+    page.click('#flame g.frame[name="Reactor.runUntilCurrent"]')  # zoom in
+    assert frame_width(page, "Work.first_half_hot") > full * 1.2
+    assert frame_width(page, "DbThread") < 1
+    page.click("#reset-zoom")
+    assert abs(frame_width(page, "Work.first_half_hot") - full) < 1

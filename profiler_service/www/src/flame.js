@@ -8,7 +8,7 @@ import flamegraph, { tooltip as flameTooltip } from 'd3-flame-graph';
 
 const MIN_FRAME_PX = 2;
 
-export function createFlame(el, { describe, onClick, details }) {
+export function createFlame(el, { describe, label, onClick, details }) {
   let chart = null, total = 0, searchTerm = '';
 
   const tip = flameTooltip.defaultFlamegraphTooltip().html((d) => describe(d.data, d.value, total));
@@ -25,12 +25,37 @@ export function createFlame(el, { describe, onClick, details }) {
       .sort(false)
       .tooltip(tip)
       .setDetailsElement(details)
+      .setLabelHandler((d) => label(d.data, total))
+      .setSearchHandler((results, sum) => {
+        details.textContent = results.length
+          ? `search: ${results.length} frames match, ${(100 * sum / (total || 1)).toFixed(2)}% of the selection`
+          : 'search: no match';
+      })
       .setSearchMatch((d, term) => {
         if (!term) return false;
         const t = term.toLowerCase();
         return (d.data.name || '').toLowerCase().includes(t) || (d.data.file || '').toLowerCase().includes(t);
       })
-      .onClick((d) => onClick(d.data));
+      .onClick((d) => {
+        finish();
+        onClick(d.data);
+      });
+  }
+
+  // d3-flame-graph animates new frames' widths (250 ms) and sets labels in
+  // transitions: end them now, so the graph is complete and exact when a call
+  // returns (and a re-render never shows half-grown frames).
+  function finish() {
+    timerFlush();
+    const root = select(el).datum();
+    if (!chart || !root || root.x1 === undefined) return;
+    const kx = chart.width() / (root.x1 - root.x0);
+    select(el).selectAll('g.frame').each(function (d) {
+      const g = select(this);
+      g.interrupt();
+      g.select('rect').interrupt().attr('width', (d.x1 - d.x0) * kx);
+      g.select('div').interrupt().text(d.data.name);
+    });
   }
 
   function update(tree) {
@@ -43,9 +68,7 @@ export function createFlame(el, { describe, onClick, details }) {
       chart.update(tree);
     }
     if (searchTerm) chart.search(searchTerm);
-    // d3-flame-graph sets widths and labels in (zero-length) transitions:
-    // run them now so the graph is complete when update() returns.
-    timerFlush();
+    finish();
   }
 
   return {
@@ -54,7 +77,11 @@ export function createFlame(el, { describe, onClick, details }) {
       searchTerm = term;
       if (!chart) return;
       if (term) chart.search(term); else chart.clear();
+      finish();
     },
-    resetZoom() { if (chart) chart.resetZoom(); },
+    resetZoom() {
+      if (chart) chart.resetZoom();
+      finish();
+    },
   };
 }

@@ -347,7 +347,12 @@ function exportBase() {
 async function boot() {
   mark('boot');
   timeline = createTimeline($('timeline'), { onRange: setRange, onBuild: selectBuild });
-  flame = createFlame($('flame'), { describe, onClick: (d) => selectFunc(d.func), details: $('flame-details') });
+  flame = createFlame($('flame'), {
+    describe,
+    label: (d, total) => `${d.name}: ${Math.round(d.samples).toLocaleString('en-US')} samples, ${pct(d.value, total)}`,
+    onClick: (d) => selectFunc(d.func),
+    details: $('flame-details'),
+  });
 
   $('hot').addEventListener('click', (e) => { const tr = e.target.closest('tr[data-func]'); if (tr) selectFunc(Number(tr.dataset.func)); });
   $('callers').addEventListener('click', (e) => { const tr = e.target.closest('tr[data-func]'); if (tr && Number(tr.dataset.func) >= 0) selectFunc(Number(tr.dataset.func)); });
