@@ -47,7 +47,11 @@ export function lowerBound(t, ms) {
   return lo;
 }
 
-// sel = { t0, t1 (ms since startMs, t1 exclusive), thread (-1 = all) }
+// Thread choices besides a thread index: all threads merged, or all threads
+// with one flame graph root per thread.
+export const ALL_MERGED = -1, BY_THREAD = -2;
+
+// sel = { t0, t1 (ms since startMs, t1 exclusive), thread (>= 0, ALL_MERGED or BY_THREAD) }
 export function aggregate(p, sel) {
   const nNodes = p.nodeParent.length, nThreads = p.threads.length;
   const i0 = lowerBound(p.t, sel.t0), i1 = lowerBound(p.t, sel.t1);
@@ -118,9 +122,10 @@ export function callersCallees(p, agg, func) {
   return { func, total, self, callers: sorted(callers), callees: sorted(callees) };
 }
 
-// The flame graph's tree: {name, value, children}, one root per thread under
-// "all threads" (or the chosen thread as root). Nodes below minFraction (0.01%) of the
-// total are folded into their parent's self time.
+// The flame graph's tree: {name, value, children}: all threads merged under
+// "all threads", one root per thread under it (BY_THREAD), or the chosen
+// thread. Nodes below minFraction (0.01%) of the total are folded into their
+// parent's self time.
 export function flameTree(p, agg, minFraction = 1e-4) {
   const limit = agg.totalW * minFraction;
   const build = (nodeIndex, totW, totN) => {
@@ -142,15 +147,20 @@ export function flameTree(p, agg, minFraction = 1e-4) {
       value += entry.totW[r]; samples += entry.totN[r];
       if (entry.totW[r] > limit && entry.totW[r] > 0) kids.push(build(r, entry.totW, entry.totN));
     }
-    return { name: p.threads[entry.thread].name, value, samples, func: -1, thread: entry.thread, children: kids };
+    const name = entry.thread >= 0 ? p.threads[entry.thread].name : 'all threads';
+    return { name, value, samples, func: -1, thread: entry.thread, children: kids };
   };
   if (agg.sel.thread >= 0) {
     const entry = agg.threads.find((e) => e.thread === agg.sel.thread);
     if (entry) return threadRoot(entry);
     return { name: p.threads[agg.sel.thread].name, value: 0, samples: 0, func: -1, children: [] };
   }
-  const children = agg.threads.map(threadRoot).filter((c) => c.value > 0).sort((a, b) => b.value - a.value);
-  return { name: 'all threads', value: agg.totalW, samples: agg.totalN, func: -1, children };
+  if (agg.sel.thread === BY_THREAD) {
+    const children = agg.threads.map(threadRoot).filter((c) => c.value > 0).sort((a, b) => b.value - a.value);
+    return { name: 'all threads', value: agg.totalW, samples: agg.totalN, func: -1, children };
+  }
+  const merged = threadRoot({ thread: -1, totW: agg.totW, totN: agg.totN });
+  return { ...merged, name: 'all threads' };
 }
 
 // Exports of the selection: speedscope "sampled" JSON and collapsed stacks.

@@ -174,7 +174,8 @@ function fillThreads() {
   const counts = new Float64Array(p.threads.length);
   for (let i = 0; i < p.thread.length; i++) counts[p.thread[i]]++;
   sel.innerHTML = '';
-  sel.add(new Option(`all threads (${p.threads.length})`, '-1'));
+  sel.add(new Option(`all threads, merged (${p.threads.length})`, '-1'));
+  sel.add(new Option('all threads, one root each', '-2'));
   p.threads.map((t, i) => [t, i]).sort((a, b) => counts[b[1]] - counts[a[1]]).forEach(([t, i]) => {
     sel.add(new Option(`${t.name} — ${pct(counts[i], p.thread.length)} of samples`, String(i)));
   });
