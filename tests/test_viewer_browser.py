@@ -321,6 +321,21 @@ def test_local_files_by_chooser(page, site, tmp_path):
 
 
 @pytest.mark.timeout(90)
+def test_drag_and_drop(page, site):
+    open_profile(page, site, "prof_known.json.gz")
+    page.evaluate("""async () => {
+        const bytes = await (await fetch('api/profiles/prof_busy.json.gz?download=1')).arrayBuffer();
+        const dt = new DataTransfer();
+        dt.items.add(new File([bytes], 'dropped.json.gz', { type: 'application/gzip' }));
+        window.dispatchEvent(new DragEvent('dragenter', { dataTransfer: dt }));
+        window.dispatchEvent(new DragEvent('drop', { dataTransfer: dt }));
+    }""")
+    page.wait_for_function("document.title.startsWith('dropped.json.gz') && document.body.dataset.state === 'ready'")
+    assert "200,000" in page.inner_text("#info")
+    assert page.locator("#drop").is_hidden()
+
+
+@pytest.mark.timeout(90)
 def test_exports(page, site, tmp_path):
     open_profile(page, site, "prof_known.json.gz")
     with page.expect_download() as info:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any, Iterable
 
 from twisted.internet import threads
@@ -66,10 +67,8 @@ class ProfileFileResource(static.File):
             return not_found(self.profile.name).render(request)
         request.setHeader(b"cache-control", b"no-cache")
         if self.contentEncodings == {}:
-            request.setHeader(
-                b"content-disposition",
-                f'attachment; filename="{self.profile.name}"'.encode(),
-            )
+            safe_name = re.sub(r"[^\w.-]", "_", self.profile.name, flags=re.ASCII)
+            request.setHeader(b"content-disposition", f'attachment; filename="{safe_name}"'.encode())
         return super().render_GET(request)
 
     def directoryListing(self) -> resource.Resource:  # never reached: files only
