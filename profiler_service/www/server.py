@@ -9,13 +9,21 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 from profiler_service.www import STATIC_DIR
 
 
+class _Parser(argparse.ArgumentParser):
+    """Errors on one line, without the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: {message} (see '{self.prog} --help')\n")
+        sys.exit(2)
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="bbprofiler",
         description="Serve buildbot-profiler files (ours and 1.x) to the in-browser viewer.",
         epilog="Subcommands: 'bbprofiler export ...' and 'bbprofiler top ...' (see their --help).",
