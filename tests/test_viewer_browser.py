@@ -419,3 +419,38 @@ def test_flame_graph_search_tooltip_and_zoom(page, site):
     assert frame_width(page, "DbThread") < 1
     page.click("#reset-zoom")
     assert abs(frame_width(page, "Work.first_half_hot") - full) < 1
+
+
+def js_pct(value, total):
+    """The page's percent format."""
+    if not total or not value:
+        return "0%"
+    x = 100 * value / total
+    return (f"{x:.1f}" if x >= 10 else f"{x:.2f}" if x >= 0.1 else f"{x:.3f}") + "%"
+
+
+@pytest.mark.timeout(120)
+def test_table_agrees_with_the_python_reader(page, site):
+    """The page's hottest functions for a brushed range and a thread equal
+    profiler_service.exports.top_functions over the same selection."""
+    from profiler_service.exports import top_functions
+    from profiler_service.profile import load
+
+    profile = load(site["root"] / "prof_busy.json.gz")
+    open_profile(page, site, "prof_busy.json.gz")
+    before = renders(page)
+    page.select_option("#thread", label=next(
+        o for o in page.eval_on_selector_all("#thread option", "os => os.map(o => o.textContent)")
+        if o.startswith("Thread-3 ")))
+    page.wait_for_function(f"window.bbprofiler.renders > {before}")
+    brush(page, 0.3, 0.6)
+    sel = page.evaluate("window.bbprofiler.state.sel")
+    start = profile.start_ms + sel["t0"]
+    stats, _, total_weight = top_functions(profile, start_ms=start, end_ms=profile.start_ms + sel["t1"],
+                                           thread="Thread-3")
+    expected = [[s.frame.name, js_pct(s.self_weight_us, total_weight), js_pct(s.total_weight_us, total_weight)]
+                for s in stats[:40]]
+    shown = page.eval_on_selector_all(
+        "#hot tbody tr[data-func]",
+        "trs => trs.map(tr => [tr.cells[0].firstChild.textContent, tr.cells[1].innerText.trim(), tr.cells[2].innerText.trim()])")
+    assert shown[:40] == expected
