@@ -47,6 +47,11 @@ export function createTimeline(el, { onRange, onBuild }) {
       g.append('path').attr('class', 'line mem').attr('d', series(p.load.t, p.load.mem, yPct));
       g.append('path').attr('class', 'line cpu').attr('d', series(p.load.t, p.load.cpu, yPct));
     }
+    if (p.load.t.length < 3) { // too short for a line: dots
+      for (const [cls, vs] of [['mem', p.load.mem], ['cpu', p.load.cpu]]) {
+        p.load.t.forEach((t, i) => g.append('circle').attr('class', `dot ${cls}`).attr('r', 3).attr('cx', xs(t)).attr('cy', yPct(vs[i])));
+      }
+    }
     g.append('g').attr('class', 'axis').call(axisLeft(yPct).ticks(4).tickFormat((v) => v + '%'));
     g.append('g').attr('class', 'axis').attr('transform', `translate(${plotW},0)`).call(axisRight(yRate).ticks(4).tickFormat((v) => v + '/s'));
 
@@ -64,7 +69,7 @@ export function createTimeline(el, { onRange, onBuild }) {
 
     const axisY = laneTop + (lanes ? lanes * (LANE_H + 2) : 0);
     g.append('g').attr('class', 'axis').attr('transform', `translate(0,${lanes ? axisY : PLOT_H})`)
-      .call(axisBottom(x).ticks(Math.max(2, Math.floor(plotW / 110))).tickFormat(utcFormat('%H:%M:%S')));
+      .call(axisBottom(x).ticks(Math.max(2, Math.floor(plotW / 110))).tickFormat(p.endMs - p.startMs < 20000 ? utcFormat('%H:%M:%S.%L') : utcFormat('%H:%M:%S')));
 
     brush = brushX().extent([[0, 0], [plotW, PLOT_H]]).on('end', (event) => {
       if (!event.sourceEvent) return; // moved by code
