@@ -422,6 +422,17 @@ def test_flame_graph_search_tooltip_and_zoom(page, site):
     page.click("#reset-zoom")
     assert abs(frame_width(page, "Work.first_half_hot") - full) < 1
 
+    def root_y():
+        return page.eval_on_selector('#flame g.frame[name="all threads"]', "g => g.getBoundingClientRect().top")
+
+    def leaf_y():
+        return page.eval_on_selector('#flame g.frame[name="Work.first_half_hot"]', "g => g.getBoundingClientRect().top")
+
+    assert root_y() > leaf_y()  # a flame graph: roots at the bottom
+    page.check("#icicle")
+    assert root_y() < leaf_y()  # icicle: roots on top
+    assert abs(frame_width(page, "Work.first_half_hot") - full) < 1
+
 
 def js_pct(value, total):
     """The page's percent format."""

@@ -9,7 +9,7 @@ import flamegraph, { tooltip as flameTooltip } from 'd3-flame-graph';
 const MIN_FRAME_PX = 2;
 
 export function createFlame(el, { describe, label, onClick, details }) {
-  let chart = null, total = 0, searchTerm = '';
+  let chart = null, total = 0, searchTerm = '', inverted = false;
 
   const tip = flameTooltip.defaultFlamegraphTooltip().html((d) => describe(d.data, d.value, total));
 
@@ -23,6 +23,7 @@ export function createFlame(el, { describe, label, onClick, details }) {
       .resetHeightOnZoom(true)
       .minHeight(120)
       .sort(false)
+      .inverted(inverted)
       .tooltip(tip)
       .setDetailsElement(details)
       .setLabelHandler((d) => label(d.data, total))
@@ -78,6 +79,11 @@ export function createFlame(el, { describe, label, onClick, details }) {
       if (!chart) return;
       if (term) chart.search(term); else chart.clear();
       finish();
+    },
+    setInverted(value, tree) {
+      inverted = value;
+      chart = null; // rebuilt by the next update
+      if (tree) update(tree);
     },
     resetZoom() {
       if (chart) chart.resetZoom();

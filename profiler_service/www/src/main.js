@@ -365,6 +365,9 @@ async function boot() {
   });
   $('reset-range').addEventListener('click', () => state.profile && setRange(null));
   $('reset-zoom').addEventListener('click', () => flame.resetZoom());
+  $('icicle').addEventListener('change', (e) => {
+    flame.setInverted(e.target.checked, state.agg ? flameTree(state.profile, state.agg) : null);
+  });
   $('search').addEventListener('input', (e) => flame.search(e.target.value.trim()));
   $('picker').addEventListener('change', (e) => {
     if (!e.target.value) return;
