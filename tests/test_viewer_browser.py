@@ -184,6 +184,15 @@ def test_page_works_under_the_plugin_prefix(page, mounted_site):
     open_profile(page, mounted_site, "prof_known.json.gz")
     assert hot_rows(page)[0] == "Work.first_half_hot"
     assert page.evaluate("[...document.querySelectorAll('#picker option')].length") == 5
+    # the hooks an embedding page uses after a recording
+    viewer_profiles.write_gz(mounted_site["root"] / "prof_new.json.gz", viewer_profiles.known_answer_profile())
+    try:
+        page.evaluate("window.bbprofiler.open('prof_new.json.gz')")
+        assert page.evaluate("document.body.dataset.state") == "ready"
+        assert page.input_value("#picker") == "prof_new.json.gz"
+        assert page.url.endswith("/plugins/profiler/?profile=prof_new.json.gz")
+    finally:
+        (mounted_site["root"] / "prof_new.json.gz").unlink()
 
 
 @pytest.mark.timeout(90)

@@ -402,6 +402,20 @@ async function boot() {
     resizeTimer = setTimeout(() => { if (state.profile && document.body.dataset.state === 'ready') { drawTimeline(); timeline.highlight(state.build); render(); } }, 200);
   });
   window.addEventListener('popstate', () => start());
+  // For pages that embed the viewer (the Buildbot plugin's recording controls).
+  window.bbprofiler.refresh = async () => {
+    state.listing = (await fetchListing()) || [];
+    fillPicker(state.listing, state.name);
+    return state.listing;
+  };
+  window.bbprofiler.open = async (name) => {
+    await window.bbprofiler.refresh();
+    const url = new URL(location.href);
+    url.searchParams.set('profile', name);
+    history.pushState(null, '', url);
+    fillPicker(state.listing, name);
+    await openDocument(name, () => loadFromServer(name));
+  };
   await start();
 }
 
