@@ -56,6 +56,7 @@ class ProfileFileResource(static.File):
     def __init__(self, profile: ProfileFile, download: bool):
         super().__init__(profile.path)
         self.profile = profile
+        self.download = download
         if download:
             # Raw bytes for saving: no transparent inflation by the browser.
             self.contentEncodings = {}
@@ -66,7 +67,7 @@ class ProfileFileResource(static.File):
         if request.postpath and request.postpath != [b""]:
             return not_found(self.profile.name).render(request)
         request.setHeader(b"cache-control", b"no-cache")
-        if self.contentEncodings == {}:
+        if self.download:
             safe_name = re.sub(r"[^\w.-]", "_", self.profile.name, flags=re.ASCII)
             request.setHeader(b"content-disposition", f'attachment; filename="{safe_name}"'.encode())
         return super().render_GET(request)
