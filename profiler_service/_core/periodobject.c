@@ -219,20 +219,21 @@ find_thread(const ps_period *p, PyObject *thread)
 static PyObject *
 Period_collapsed(PeriodObject *self, PyObject *args, PyObject *kwargs)
 {
-    static char *keywords[] = {"thread", NULL};
+    static char *keywords[] = {"thread", "weighted", NULL};
     PyObject *thread = Py_None;
+    int weighted = 0;
     char *text = NULL;
     size_t len = 0;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O:collapsed", keywords,
-                                     &thread)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O$p:collapsed", keywords,
+                                     &thread, &weighted)) {
         return NULL;
     }
     int index = find_thread(self->period, thread);
     if (index == -2) {
         return NULL;
     }
-    int rc = ps_collapsed_render(self->period, index, &text, &len);
+    int rc = ps_collapsed_render(self->period, index, weighted, &text, &len);
     if (rc < 0) {
         return ps_raise(rc, "collapsed", NULL);
     }
@@ -427,8 +428,10 @@ static PyGetSetDef Period_getset[] = {
 static PyMethodDef Period_methods[] = {
     {"collapsed", (PyCFunction)(void (*)(void))Period_collapsed,
      METH_VARARGS | METH_KEYWORDS,
-     "collapsed(thread=None) -> str\n"
-     "Brendan Gregg collapsed stacks, the thread name as the root frame."},
+     "collapsed(thread=None, *, weighted=False) -> str\n"
+     "Brendan Gregg collapsed stacks, the thread name as the root frame; each\n"
+     "line ends with the sample count, or with weighted=True the CPU (or wall)\n"
+     "microseconds the samples stand for."},
     {"write", (PyCFunction)(void (*)(void))Period_write,
      METH_VARARGS | METH_KEYWORDS,
      "write(path, builds=None, meta=None, level=0)\n"
