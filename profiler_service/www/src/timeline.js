@@ -40,12 +40,16 @@ export function createTimeline(el, { onRange, onBuild }) {
     for (const v of rates) if (v > maxRate) maxRate = v;
     const yRate = scaleLinear().domain([0, maxRate]).nice().range([PLOT_H, 0]);
 
+    svg.append('defs').append('clipPath').attr('id', 'bbprof-plot-clip')
+      .append('rect').attr('width', plotW).attr('height', PLOT_H + 1);
+    const plot = g.append('g').attr('clip-path', 'url(#bbprof-plot-clip)');
     const series = (ts, vs, y) => line().x((i) => xs(ts[i])).y((i) => y(vs[i]))(Array.from(ts, (_, i) => i));
-    const rateT = Float64Array.from(rates, (_, i) => i * 1000 + 500);
-    if (rates.length) g.append('path').attr('class', 'line rate').attr('d', series(rateT, rates, yRate));
+    const duration = p.endMs - p.startMs;
+    const rateT = Float64Array.from(rates, (_, i) => Math.min(i * 1000 + 500, duration));
+    if (rates.length) plot.append('path').attr('class', 'line rate').attr('d', series(rateT, rates, yRate));
     if (p.load.t.length) {
-      g.append('path').attr('class', 'line mem').attr('d', series(p.load.t, p.load.mem, yPct));
-      g.append('path').attr('class', 'line cpu').attr('d', series(p.load.t, p.load.cpu, yPct));
+      plot.append('path').attr('class', 'line mem').attr('d', series(p.load.t, p.load.mem, yPct));
+      plot.append('path').attr('class', 'line cpu').attr('d', series(p.load.t, p.load.cpu, yPct));
     }
     if (p.load.t.length < 3) { // too short for a line: dots
       for (const [cls, vs] of [['mem', p.load.mem], ['cpu', p.load.cpu]]) {
