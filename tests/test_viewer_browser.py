@@ -77,6 +77,11 @@ def site(tmp_path_factory):
     busy["meta"]["end_ms"] += 60_000  # a minute without samples at the end
     viewer_profiles.write_gz(root / "prof_busy.json.gz", busy)
     shutil.copy(LEGACY_BIG, root / "prof_legacy.json")
+    legacy = json.loads(LEGACY_BIG.read_text())  # 1.x with builds (Buildbot data API, epoch seconds)
+    t0 = legacy["samples"][0]["time"]
+    legacy["builds"] = [{"buildid": 9, "builderid": 3, "builder": "old-builder", "number": 41, "results": 2,
+                         "started_at": t0 + 100, "complete_at": t0 + 160, "state_string": "failed"}]
+    (root / "prof_legacy_builds.json").write_text(json.dumps(legacy))
     good = gzip.compress(json.dumps(viewer_profiles.known_answer_profile()).encode())
     (root / "corrupt.json.gz").write_bytes(good[:100] + b"\x00" * 50 + good[150:])
     (root / "notaprofile.json").write_text('{"hello": "world"}')
@@ -179,7 +184,7 @@ def test_known_profile_renders(page, site):
 def test_page_works_under_the_plugin_prefix(page, mounted_site):
     open_profile(page, mounted_site, "prof_known.json.gz")
     assert hot_rows(page)[0] == "Work.first_half_hot"
-    assert page.evaluate("[...document.querySelectorAll('#picker option')].length") == 6
+    assert page.evaluate("[...document.querySelectorAll('#picker option')].length") == 7
     # the hooks an embedding page uses after a recording
     viewer_profiles.write_gz(mounted_site["root"] / "prof_new.json.gz", viewer_profiles.known_answer_profile())
     try:
@@ -282,6 +287,12 @@ def test_legacy_big_fixture(page, site):
     assert expected in flame_names(page)
     assert "not recorded (1.x)" in page.inner_text("#info")
     shot(page, "legacy")
+    open_profile(page, site, "prof_legacy_builds.json")
+    before = renders(page)
+    page.click('#timeline rect.build[data-buildid="9"]')
+    page.wait_for_function(f"window.bbprofiler.renders > {before}")
+    assert "build old-builder #41" in page.inner_text("#selection")
+    assert "(1 min 0 s)" in page.inner_text("#selection") or "(60 s)" in page.inner_text("#selection")
 
 
 @pytest.mark.timeout(90)

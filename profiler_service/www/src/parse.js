@@ -202,7 +202,11 @@ function parseLegacy(doc) {
       t: Float64Array.from(loadT), cpu: Float64Array.from(loadCpu), mem: Float64Array.from(loadMem), rssKb: null,
       cpuLabel: 'machine CPU % (1.x: all cores)', memLabel: 'machine memory % (1.x)',
     },
-    builds: [],
+    builds: (Array.isArray(doc.builds) ? doc.builds : []).filter((b) => b && typeof b.started_at === 'number').map((b) => normalizeBuild({
+      ...b,
+      started_ms: Math.round(b.started_at * 1000),
+      complete_ms: typeof b.complete_at === 'number' ? Math.round(b.complete_at * 1000) : null,
+    })).sort((a, b) => a.startMs - b.startMs),
   };
   return tree.finish(model);
 }
