@@ -172,6 +172,20 @@ def test_fetch_legacy_as_is_and_download(served):
 
 
 @pytest.mark.timeout(60)
+def test_names_with_spaces_and_unicode(tmp_path):
+    name = "prof ü 1.json.gz"
+    viewer_profiles.write_gz(tmp_path / name, viewer_profiles.known_answer_profile())
+    server = Server(tmp_path)
+    try:
+        _, body = server.json("/api/profiles")
+        assert [e["name"] for e in body["profiles"]] == [name]
+        status, _, data = server.request("/api/profiles/prof%20%C3%BC%201.json.gz")
+        assert status == 200 and data == (tmp_path / name).read_bytes()
+    finally:
+        server.stop()
+
+
+@pytest.mark.timeout(60)
 def test_explicit_file_outside_a_directory_is_served(served):
     server, _, outside = served
     status, _, body = server.request("/api/profiles/explicit.json.gz")
