@@ -431,7 +431,7 @@ def _thread_totals(n_threads: int, sample_thread: array, sample_weight: array) -
 # Format v1
 
 
-def _from_v1(doc: dict, source: str) -> Profile:
+def _v1_version(doc: dict) -> int:
     version = _member(doc, "version", "the document")
     if type(version) is not int:
         raise _Invalid(f"'version' is {_kind(version)}, expected an integer")
@@ -442,8 +442,11 @@ def _from_v1(doc: dict, source: str) -> Profile:
         )
     if version != FORMAT_VERSION:
         raise _Invalid(f"unknown format version {version} (this reader knows {FORMAT_VERSION})")
+    return version
 
-    meta = _object(_member(doc, "meta", "the document"), "meta")
+
+def _v1_meta(meta: dict) -> tuple[int, int, str, float, int]:
+    """start_ms, end_ms, mode, frequency and ram_kb (0 if unknown) of meta."""
     start_ms = _int(_member(meta, "start_ms", "meta"), "meta.start_ms", 0)
     end_ms = _int(_member(meta, "end_ms", "meta"), "meta.end_ms", 0)
     if end_ms < start_ms:
@@ -455,10 +458,22 @@ def _from_v1(doc: dict, source: str) -> Profile:
         raise _Invalid(f"meta.weight_unit {_short(unit)} is not supported (expected 'us')")
     ram_kb = meta.get("ram_kb")
     ram_kb = _int(ram_kb, "meta.ram_kb", 0) if ram_kb is not None else 0
+    return start_ms, end_ms, mode, frequency, ram_kb
 
-    stats = _object(_member(doc, "stats", "the document"), "stats")
+
+def _v1_stats(stats: Any) -> dict[str, int]:
+    stats = _object(stats, "stats")
     for key, value in stats.items():
         _int(value, f"stats.{key}", 0)
+    return stats
+
+
+def _from_v1(doc: dict, source: str) -> Profile:
+    version = _v1_version(doc)
+
+    meta = _object(_member(doc, "meta", "the document"), "meta")
+    start_ms, end_ms, mode, frequency, ram_kb = _v1_meta(meta)
+    stats = _v1_stats(_member(doc, "stats", "the document"))
 
     thread_docs = _list(_member(doc, "threads", "the document"), "threads")
     thread_ids = []
@@ -798,26 +813,25 @@ def _gzip_prefix(path: PathLike, verify: bool) -> Optional[str]:
 
 def _summary_from_header(members: dict) -> Optional[dict]:
     """Summary fields from the leading members of a v1 file, or None if they
-    are not all there or look wrong (then the full reader decides)."""
-    if not all(k in members for k in _SUMMARY_KEYS):
+    are not all there (then the full reader decides). Raises _Invalid for
+    what load() would refuse in those members."""
+    if not all(k in members for k in _SUMMARY_KEYS) or members["format"] != FORMAT_NAME:
         return None
-    if members["format"] != FORMAT_NAME or members["version"] != FORMAT_VERSION:
+    version = _v1_version(members)
+    meta = _object(members["meta"], "meta")
+    start_ms, end_ms, mode, _, _ = _v1_meta(meta)
+    stats = _v1_stats(members["stats"])
+    samples = stats.get("samples")
+    if samples is None:
         return None
-    meta, stats = members["meta"], members["stats"]
-    if type(meta) is not dict or type(stats) is not dict:
-        return None
-    start, end, samples = meta.get("start_ms"), meta.get("end_ms"), stats.get("samples")
-    if not (type(start) is int and type(end) is int and type(samples) is int and 0 <= start <= end):
-        return None
-    mode = meta.get("mode")
     hostname = meta.get("hostname")
     return {
         "format": FORMAT_NAME,
-        "version": FORMAT_VERSION,
-        "start_ms": start,
-        "end_ms": end,
+        "version": version,
+        "start_ms": start_ms,
+        "end_ms": end_ms,
         "samples": samples,
-        "mode": mode if type(mode) is str else None,
+        "mode": mode,
         "hostname": hostname if type(hostname) is str else None,
     }
 
