@@ -60,7 +60,7 @@ LEGACY_DEFAULT_FREQUENCY = 100
 MAX_FREQUENCY = 10000
 """The highest sampling frequency a file may declare (Hz), as the schema says."""
 
-MAX_DOCUMENT_BYTES = 1 << 30
+MAX_DOCUMENT_BYTES = 512 << 20
 """A document that decompresses to more than this is refused (gzip bombs)."""
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -255,39 +255,57 @@ def _bisect_left(values: array, x: float) -> int:
 
 
 def _read(path: PathLike, limit: int) -> bytes:
+    """The file's bytes; more than limit is refused (also for endless
+    files such as /dev/zero, which stat() does not size)."""
     with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if size > limit:
+        if os.fstat(f.fileno()).st_size > limit:
             raise _Invalid(f"file is larger than {limit} bytes")
-        return f.read(limit + 1)
+        parts = []
+        total = 0
+        while True:
+            chunk = f.read(1 << 20)
+            if not chunk:
+                return b"".join(parts)
+            total += len(chunk)
+            if total > limit:
+                raise _Invalid(f"file is larger than {limit} bytes")
+            parts.append(chunk)
 
 
 def _is_gzip(data: bytes) -> bool:
     return data[:2] == b"\x1f\x8b"
 
 
+_GZIP_INPUT_STEP = 1 << 16  # input per decompress() call: output stays bounded
+
+
 def _gunzip(data: bytes, limit: int) -> bytes:
-    """Every gzip member of data, refusing more than limit bytes of output."""
+    """Every gzip member of data, refusing more than limit bytes of output.
+
+    Input goes in slices so no single call can produce more than about a
+    thousand times a slice (deflate's best ratio), whatever the file.
+    """
     parts = []
     total = 0
+    view = memoryview(data)
     while True:
         d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        chunk = d.decompress(data, limit - total + 1)
-        while True:
+        position = 0
+        while position < len(view) and not d.eof:
+            chunk = d.decompress(view[position:position + _GZIP_INPUT_STEP])
+            position += _GZIP_INPUT_STEP
             total += len(chunk)
             if total > limit:
                 raise _Invalid(f"gzip data decompresses to more than {limit} bytes")
             parts.append(chunk)
-            if not d.unconsumed_tail:
-                break
-            chunk = d.decompress(d.unconsumed_tail, limit - total + 1)
         if not d.eof:
             raise _Invalid("truncated gzip data (the file ends mid-stream)")
-        data = d.unused_data
-        if not data:
+        rest = d.unused_data + bytes(view[position:])
+        if not rest:
             return b"".join(parts)
-        if not _is_gzip(data):
+        if not _is_gzip(rest):
             raise _Invalid("unexpected bytes after the gzip data")
+        view = memoryview(rest)
 
 
 def _reject_constant(name: str) -> None:

@@ -309,6 +309,11 @@ def test_gzip_bomb_is_refused(tmp_path):
         load(path, max_bytes=100_000)
 
 
+def test_endless_file_is_refused():
+    with pytest.raises(ProfileError, match="^/dev/zero: file is larger than 1000000 bytes$"):
+        load("/dev/zero", max_bytes=1_000_000)
+
+
 def test_error_messages_stay_on_one_line(tmp_path):
     path = tmp_path / "line\nbreak.json.gz"
     path.write_bytes(b"")
