@@ -24,6 +24,7 @@ import os
 import threading
 import zlib
 from array import array
+from bisect import bisect_left
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from itertools import accumulate
@@ -230,24 +231,13 @@ class Profile:
         wanted = self.thread_indexes(thread)
         times, threads = self.sample_time_ms, self.sample_thread
         n = len(times)
-        lo = 0 if start_ms is None else _bisect_left(times, start_ms)
-        hi = n if end_ms is None else _bisect_left(times, end_ms)
+        # Times are sorted: dt >= 0 in v1 files, 1.x samples sorted at load.
+        lo = 0 if start_ms is None else bisect_left(times, start_ms)
+        hi = n if end_ms is None else bisect_left(times, end_ms)
         if wanted is None:
             return list(range(lo, hi))
         keep = set(wanted)
         return [i for i in range(lo, hi) if threads[i] in keep]
-
-
-def _bisect_left(values: array, x: float) -> int:
-    # sample_time_ms is sorted (dt >= 0, or 1.x samples sorted at load).
-    lo, hi = 0, len(values)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if values[mid] < x:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
 
 
 # --------------------------------------------------------------------------
