@@ -88,3 +88,88 @@ def make_v1(samples: Sequence[Sample] = DEFAULT_SAMPLES, *, duration_ms: int = 2
 def write_gz(path: Path, document: Any) -> Path:
     path.write_bytes(gzip.compress(json.dumps(document).encode()))
     return path
+
+
+def gz(document: Any) -> bytes:
+    return gzip.compress(json.dumps(document).encode())
+
+
+def _mutated(change) -> dict[str, Any]:
+    doc = make_v1()
+    change(doc)
+    return doc
+
+
+VALID_GZ = gz(make_v1())
+
+# name: (file content, words the error must contain)
+
+BAD_FILES = {
+    "garbage": (b"\x00\x01garbage\xff" * 10, "not gzip and not JSON"),
+    "empty": (b"", "empty file"),
+    "whitespace": (b"  \n", "empty file"),
+    "truncated gzip": (VALID_GZ[: len(VALID_GZ) // 2], "truncated gzip"),
+    "gzip header only": (VALID_GZ[:10], "truncated gzip"),
+    "corrupt gzip": (VALID_GZ[:20] + bytes(40) + VALID_GZ[60:], "corrupt gzip"),
+    "bad gzip crc": (VALID_GZ[:-8] + b"\0\0\0\0" + VALID_GZ[-4:], "corrupt gzip"),
+    "gzip of non-JSON": (gzip.compress(b"hello, world"), "gzip data is not JSON"),
+    "gzip of nothing": (gzip.compress(b""), "empty gzip data"),
+    "trailing garbage": (VALID_GZ + b"junk", "unexpected bytes after the gzip data"),
+    "not UTF-8": (gzip.compress(b'{"format": "\xff"}'), "not UTF-8"),
+    "JSON array": (gz([1, 2, 3]), "is an array, expected an object"),
+    "JSON string": (b'"hello"', "is a string, expected an object"),
+    "empty object": (gz({}), "no 'format' member"),
+    "other format": (gz({"format": "pprof", "version": 1}), "'format' is 'pprof'"),
+    "future version": (gz(_mutated(lambda d: d.update(version=2))),
+                       "version 2 is newer than this reader"),
+    "version zero": (gz(_mutated(lambda d: d.update(version=0))), "unknown format version 0"),
+    "version as string": (gz(_mutated(lambda d: d.update(version="1"))),
+                          "'version' is a string"),
+    "no version": (gz(_mutated(lambda d: d.pop("version"))), "no member 'version'"),
+    "no samples": (gz(_mutated(lambda d: d.pop("samples"))), "no member 'samples'"),
+    "meta not object": (gz(_mutated(lambda d: d.update(meta=[]))), "meta is an array"),
+    "NaN": (gz(_mutated(lambda d: d["meta"].update(frequency=float("nan")))),
+            "NaN is not a JSON number"),
+    "zero frequency": (gz(_mutated(lambda d: d["meta"].update(frequency=0))),
+                       "meta.frequency is 0"),
+    "end before start": (gz(_mutated(lambda d: d["meta"].update(end_ms=1))),
+                         "is before meta.start_ms"),
+    "weight unit": (gz(_mutated(lambda d: d["meta"].update(weight_unit="ms"))),
+                    "weight_unit 'ms' is not supported"),
+    "stack out of range": (gz(_mutated(lambda d: d["samples"]["stack"].__setitem__(0, 99))),
+                           "samples.stack[0] is 99, out of range"),
+    "thread out of range": (gz(_mutated(lambda d: d["samples"]["thread"].__setitem__(1, 2))),
+                            "samples.thread[1] is 2, out of range (2 threads)"),
+    "parent not before": (gz(_mutated(lambda d: d["stacks"]["parent"].__setitem__(1, 1))),
+                          "stacks.parent[1] is 1, expected < 1"),
+    "parent below -1": (gz(_mutated(lambda d: d["stacks"]["parent"].__setitem__(1, -2))),
+                        "stacks.parent[1] is -2, expected >= -1"),
+    "frame out of range": (gz(_mutated(lambda d: d["stacks"]["frame"].__setitem__(0, 50))),
+                           "stacks.frame[0] is 50, out of range"),
+    "file out of range": (gz(_mutated(lambda d: d["frames"][0].__setitem__(1, 9))),
+                          "frames[0][1] is 9, out of range"),
+    "frame not triple": (gz(_mutated(lambda d: d["frames"].__setitem__(0, ["x", 0]))),
+                         "frames[0] is not a [name, file, line] array"),
+    "length mismatch": (gz(_mutated(lambda d: d["samples"]["dt"].pop())),
+                        "samples arrays differ in length"),
+    "negative dt": (gz(_mutated(lambda d: d["samples"]["dt"].__setitem__(2, -1))),
+                    "samples.dt[2] is -1"),
+    "boolean in array": (gz(_mutated(lambda d: d["samples"]["weight"].__setitem__(0, True))),
+                         "samples.weight[0] is a boolean"),
+    "float in array": (gz(_mutated(lambda d: d["samples"]["stack"].__setitem__(0, 1.5))),
+                       "samples.stack[0] is a number, expected an integer"),
+    "huge integer": (gz(_mutated(lambda d: d["samples"]["weight"].__setitem__(0, 1 << 70))),
+                     "too large for 64 bits"),
+    "thread without name": (gz(_mutated(lambda d: d["threads"][0].pop("name"))),
+                            "threads[0] has no member 'name'"),
+    "deep nesting": (b"[" * 100000 + b"]" * 100000, "nested too deeply"),
+    "legacy frame id": (json.dumps({"frames": [["a.py", 1, "f"]], "samples": [
+        {"time": 1.0, "threads": {"1": [0, 5]}, "cpu": [1], "mem": {"percent": 1}}]}).encode(),
+        "samples[0].threads[1][1] is not a frame id"),
+    "legacy thread id": (json.dumps({"frames": [], "samples": [
+        {"time": 1.0, "threads": {"main": []}}]}).encode(), "threads key 'main' is not a thread id"),
+    "legacy time": (json.dumps({"frames": [], "samples": [{"time": "now", "threads": {}}]}).encode(),
+                    "samples[0].time is a string"),
+    "legacy frames shape": (json.dumps({"frames": {}, "samples": []}).encode(),
+                            "frames is an object, expected an array"),
+}

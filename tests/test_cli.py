@@ -14,8 +14,7 @@ import pytest
 
 from profiler_service import cli, exports
 from profiler_service.profile import load
-from profile_helpers import LEGACY_BIG, LEGACY_SMALL, SPEEDSCOPE_SCHEMA, START_MS, make_v1, write_gz
-from test_profile import BAD_FILES
+from profile_helpers import BAD_FILES, LEGACY_BIG, SPEEDSCOPE_SCHEMA, make_v1, write_gz
 
 BBPROFILER = Path(sys.executable).with_name("bbprofiler")
 

@@ -26,10 +26,13 @@ from profiler_service.profile import (
     summarize,
 )
 from profile_helpers import (
+    BAD_FILES,
     LEGACY_BIG,
     LEGACY_SMALL,
     SPEEDSCOPE_SCHEMA,
     START_MS,
+    VALID_GZ,
+    gz,
     make_v1,
     write_gz,
 )
@@ -179,89 +182,6 @@ def test_public_names():
 # Bad files: one ProfileError, one line, naming the file and the problem
 
 
-def _mutated(change):
-    doc = make_v1()
-    change(doc)
-    return doc
-
-
-def _gz(doc) -> bytes:
-    return gzip.compress(json.dumps(doc).encode())
-
-
-_VALID_GZ = _gz(make_v1())
-
-BAD_FILES = {
-    "garbage": (b"\x00\x01garbage\xff" * 10, "not gzip and not JSON"),
-    "empty": (b"", "empty file"),
-    "whitespace": (b"  \n", "empty file"),
-    "truncated gzip": (_VALID_GZ[: len(_VALID_GZ) // 2], "truncated gzip"),
-    "gzip header only": (_VALID_GZ[:10], "truncated gzip"),
-    "corrupt gzip": (_VALID_GZ[:20] + bytes(40) + _VALID_GZ[60:], "corrupt gzip"),
-    "bad gzip crc": (_VALID_GZ[:-8] + b"\0\0\0\0" + _VALID_GZ[-4:], "corrupt gzip"),
-    "gzip of non-JSON": (gzip.compress(b"hello, world"), "gzip data is not JSON"),
-    "gzip of nothing": (gzip.compress(b""), "empty gzip data"),
-    "trailing garbage": (_VALID_GZ + b"junk", "unexpected bytes after the gzip data"),
-    "not UTF-8": (gzip.compress(b'{"format": "\xff"}'), "not UTF-8"),
-    "JSON array": (_gz([1, 2, 3]), "is an array, expected an object"),
-    "JSON string": (b'"hello"', "is a string, expected an object"),
-    "empty object": (_gz({}), "no 'format' member"),
-    "other format": (_gz({"format": "pprof", "version": 1}), "'format' is 'pprof'"),
-    "future version": (_gz(_mutated(lambda d: d.update(version=2))),
-                       "version 2 is newer than this reader"),
-    "version zero": (_gz(_mutated(lambda d: d.update(version=0))), "unknown format version 0"),
-    "version as string": (_gz(_mutated(lambda d: d.update(version="1"))),
-                          "'version' is a string"),
-    "no version": (_gz(_mutated(lambda d: d.pop("version"))), "no member 'version'"),
-    "no samples": (_gz(_mutated(lambda d: d.pop("samples"))), "no member 'samples'"),
-    "meta not object": (_gz(_mutated(lambda d: d.update(meta=[]))), "meta is an array"),
-    "NaN": (_gz(_mutated(lambda d: d["meta"].update(frequency=float("nan")))),
-            "NaN is not a JSON number"),
-    "zero frequency": (_gz(_mutated(lambda d: d["meta"].update(frequency=0))),
-                       "meta.frequency is 0"),
-    "end before start": (_gz(_mutated(lambda d: d["meta"].update(end_ms=1))),
-                         "is before meta.start_ms"),
-    "weight unit": (_gz(_mutated(lambda d: d["meta"].update(weight_unit="ms"))),
-                    "weight_unit 'ms' is not supported"),
-    "stack out of range": (_gz(_mutated(lambda d: d["samples"]["stack"].__setitem__(0, 99))),
-                           "samples.stack[0] is 99, out of range"),
-    "thread out of range": (_gz(_mutated(lambda d: d["samples"]["thread"].__setitem__(1, 2))),
-                            "samples.thread[1] is 2, out of range (2 threads)"),
-    "parent not before": (_gz(_mutated(lambda d: d["stacks"]["parent"].__setitem__(1, 1))),
-                          "stacks.parent[1] is 1, expected < 1"),
-    "parent below -1": (_gz(_mutated(lambda d: d["stacks"]["parent"].__setitem__(1, -2))),
-                        "stacks.parent[1] is -2, expected >= -1"),
-    "frame out of range": (_gz(_mutated(lambda d: d["stacks"]["frame"].__setitem__(0, 50))),
-                           "stacks.frame[0] is 50, out of range"),
-    "file out of range": (_gz(_mutated(lambda d: d["frames"][0].__setitem__(1, 9))),
-                          "frames[0][1] is 9, out of range"),
-    "frame not triple": (_gz(_mutated(lambda d: d["frames"].__setitem__(0, ["x", 0]))),
-                         "frames[0] is not a [name, file, line] array"),
-    "length mismatch": (_gz(_mutated(lambda d: d["samples"]["dt"].pop())),
-                        "samples arrays differ in length"),
-    "negative dt": (_gz(_mutated(lambda d: d["samples"]["dt"].__setitem__(2, -1))),
-                    "samples.dt[2] is -1"),
-    "boolean in array": (_gz(_mutated(lambda d: d["samples"]["weight"].__setitem__(0, True))),
-                         "samples.weight[0] is a boolean"),
-    "float in array": (_gz(_mutated(lambda d: d["samples"]["stack"].__setitem__(0, 1.5))),
-                       "samples.stack[0] is a number, expected an integer"),
-    "huge integer": (_gz(_mutated(lambda d: d["samples"]["weight"].__setitem__(0, 1 << 70))),
-                     "too large for 64 bits"),
-    "thread without name": (_gz(_mutated(lambda d: d["threads"][0].pop("name"))),
-                            "threads[0] has no member 'name'"),
-    "deep nesting": (b"[" * 100000 + b"]" * 100000, "nested too deeply"),
-    "legacy frame id": (json.dumps({"frames": [["a.py", 1, "f"]], "samples": [
-        {"time": 1.0, "threads": {"1": [0, 5]}, "cpu": [1], "mem": {"percent": 1}}]}).encode(),
-        "samples[0].threads[1][1] is not a frame id"),
-    "legacy thread id": (json.dumps({"frames": [], "samples": [
-        {"time": 1.0, "threads": {"main": []}}]}).encode(), "threads key 'main' is not a thread id"),
-    "legacy time": (json.dumps({"frames": [], "samples": [{"time": "now", "threads": {}}]}).encode(),
-                    "samples[0].time is a string"),
-    "legacy frames shape": (json.dumps({"frames": {}, "samples": []}).encode(),
-                            "frames is an object, expected an array"),
-}
-
-
 DEEP_PROBLEMS = {
     "stack out of range", "thread out of range", "parent not before", "parent below -1",
     "frame out of range", "file out of range", "frame not triple", "length mismatch",
@@ -338,7 +258,7 @@ def test_summarize_v1_from_the_header(v1_file):
 def test_summarize_checks_the_whole_gzip_stream(tmp_path):
     doc = make_v1()
     doc["padding"] = ["x" * 100] * 20000   # the header fits in the first chunk
-    data = _gz(doc)
+    data = gz(doc)
     path = tmp_path / "cut.json.gz"
     path.write_bytes(data[:-100])
     assert "truncated gzip" in summarize(path)["error"]
@@ -480,7 +400,7 @@ def _load_bytes(data: bytes) -> None:
 @_FUZZ_SETTINGS
 @given(st.data())
 def test_fuzz_mutated_bytes(data):
-    raw = bytearray(_VALID_GZ if data.draw(st.booleans()) else json.dumps(make_v1()).encode())
+    raw = bytearray(VALID_GZ if data.draw(st.booleans()) else json.dumps(make_v1()).encode())
     for _ in range(data.draw(st.integers(1, 8))):
         position = data.draw(st.integers(0, len(raw) - 1))
         action = data.draw(st.sampled_from(["flip", "delete", "insert", "cut"]))
@@ -537,7 +457,7 @@ def test_fuzz_v1_members(changes):
             target[path[-1]] = value
         except (KeyError, IndexError, TypeError):
             continue
-    _load_bytes(_gz(doc))
+    _load_bytes(gz(doc))
 
 
 @_FUZZ_SETTINGS
