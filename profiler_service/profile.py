@@ -607,7 +607,7 @@ def _from_legacy(doc: dict, source: str, mtime_ms: int) -> Profile:
         for tid, stack in threads.items():
             index = thread_index.get(tid)
             if index is None:
-                if not (tid.isascii() and tid.isdigit()):
+                if not (tid.isascii() and tid.isdigit() and len(tid) <= 20):
                     raise _Invalid(f"{where}.threads key {_short(tid)} is not a thread id")
                 index = thread_index[tid] = len(thread_ids)
                 thread_ids.append(int(tid))
@@ -674,9 +674,9 @@ def _legacy_build(build: dict) -> dict:
     """A 1.x build (Buildbot data API, times as epoch seconds) in the v1 shape."""
 
     def ms(value: Any) -> Optional[int]:
-        if type(value) in (int, float) and math.isfinite(value):
-            return round(value * 1000)
-        return None
+        if type(value) not in (int, float) or not 0 <= value < _LEGACY_TIME_LIMIT_S:
+            return None
+        return round(value * 1000)
 
     return {
         "buildid": build.get("buildid"),

@@ -168,6 +168,8 @@ BAD_FILES = {
         "samples[0].threads[1][1] is not a frame id"),
     "legacy thread id": (json.dumps({"frames": [], "samples": [
         {"time": 1.0, "threads": {"main": []}}]}).encode(), "threads key 'main' is not a thread id"),
+    "legacy huge thread id": (json.dumps({"frames": [], "samples": [
+        {"time": 1.0, "threads": {"9" * 5000: []}}]}).encode(), "is not a thread id"),
     "legacy time": (json.dumps({"frames": [], "samples": [{"time": "now", "threads": {}}]}).encode(),
                     "samples[0].time is a string"),
     "legacy frames shape": (json.dumps({"frames": {}, "samples": []}).encode(),

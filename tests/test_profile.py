@@ -460,11 +460,40 @@ def test_fuzz_v1_members(changes):
     _load_bytes(gz(doc))
 
 
+_LEGACY = json.loads(LEGACY_SMALL.read_text())
+_LEGACY["builds"] = [{"buildid": 1, "started_at": 1.5, "complete_at": None}]
+_LEGACY_PATHS = [p for p in _leaf_paths(_LEGACY) if p]
+
+
 @_FUZZ_SETTINGS
-@given(st.lists(st.tuples(st.sampled_from(["frames", "samples", "frequency", "gatherperiod", "builds"]),
-                          _JSON), max_size=3))
+@given(st.lists(st.tuples(st.sampled_from(_LEGACY_PATHS), _JSON | st.integers(-2, 30)),
+                min_size=1, max_size=4))
 def test_fuzz_legacy_members(changes):
-    doc = json.loads(LEGACY_SMALL.read_text())
-    for key, value in changes:
-        doc[key] = value
+    doc = copy.deepcopy(_LEGACY)
+    for path, value in changes:
+        target = doc
+        try:
+            for key in path[:-1]:
+                target = target[key]
+            target[path[-1]] = value
+        except (KeyError, IndexError, TypeError):
+            continue
     _load_bytes(json.dumps(doc).encode())
+
+
+def test_legacy_builds_are_converted_and_odd_ones_tolerated(tmp_path):
+    doc = json.loads(LEGACY_SMALL.read_text())
+    doc["builds"] = [
+        {"buildid": 7, "builderid": 1, "number": 3, "started_at": 1471718737.5,
+         "complete_at": None, "results": None, "state_string": "building"},
+        {"buildid": 8, "started_at": 1e308, "complete_at": 10 ** 400},
+        "not a build",
+    ]
+    path = tmp_path / "legacy.json"
+    path.write_text(json.dumps(doc))
+    builds = load(path).builds
+    assert builds[0] == {"buildid": 7, "builderid": 1, "builder": "", "number": 3,
+                         "started_ms": 1471718737500, "complete_ms": None, "results": None,
+                         "state_string": "building", "steps": []}
+    assert (builds[1]["started_ms"], builds[1]["complete_ms"]) == (None, None)
+    assert len(builds) == 2
