@@ -40,7 +40,7 @@ def test_top_legacy(capsys):
     assert (status, err) == (0, "")
     lines = out.splitlines()
     assert lines[0].startswith("big.json: 2016-08-22 14:34:37Z to 2016-08-22 14:39:35Z (4m57s)")
-    assert lines[1] == "3360 samples, 3.36 s of CPU, all threads (3)"
+    assert lines[1] == "3360 samples, 3.36 s sampled (1/frequency each), all threads (3)"
     assert lines[2].split() == ["SELF%", "TOTAL%", "SELF", "TOTAL", "FUNCTION", "FILE:LINE"]
     assert lines[3].split() == ["21.2", "21.2", "713", "713", "do_execute", "my/engine/default.py:462"]
     assert [line.split()[4] for line in lines[3:7]] == ["do_execute", "do_commit", "do_close", "connect"]
