@@ -145,6 +145,12 @@ def test_summarize_a_real_file(real):
     assert summary["error"] is None
     assert (summary["format"], summary["version"], summary["samples"]) == (FORMAT_NAME, 1, period.samples)
     assert summary["start_ms"] == load(path).start_ms and summary["mode"] == "prof"
+    # The writer puts format, version, meta and stats first: listings read
+    # only those (the fast path), not the samples.
+    from profiler_service import profile as profile_module
+    header = profile_module._prefix_members(profile_module._gzip_prefix(path, verify=True))
+    assert list(header)[:4] == ["format", "version", "meta", "stats"]
+    assert profile_module._summary_from_header(header)["samples"] == period.samples
 
 
 _REAL_BYTES: dict[str, bytes] = {}
