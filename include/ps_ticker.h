@@ -15,10 +15,12 @@
  * Returns 0, PS_ESTATE or PS_EOS (errno set). */
 int ps_ticker_start(int mode, int64_t interval_ns, int replace);
 
-/* Called, in the signal handler, when a tick signal comes from this process
- * through ps_ticker_poke rather than from the timer: it runs on the poked
- * thread and must be async-signal-safe. NULL: pokes count as ticks. */
-void ps_ticker_set_poke_handler(void (*handler)(void));
+/* Called, in the signal handler, for a poke (a tick signal sent by this
+ * process through ps_ticker_poke) and for a timer tick that lands on kernel
+ * thread `main_tid` (0: none): it runs on that thread and must be
+ * async-signal-safe. Other ticks post the sampler thread's semaphore. NULL:
+ * every signal counts as a tick for the sampler thread. */
+void ps_ticker_set_poke_handler(void (*handler)(void), long main_tid);
 
 /* Send `signum` to kernel thread `tid` of this process (tgkill). Returns 0
  * or PS_EOS. */

@@ -7,6 +7,7 @@ time are known in advance.
 
 from __future__ import annotations
 
+import random
 import time
 
 
@@ -51,12 +52,19 @@ def spin_10(n: int) -> int:
 
 
 def split_60_30_10(cpu_seconds: float, chunk: int = 2000) -> None:
-    """Run 60/30/10 % of the CPU time in spin_60/spin_30/spin_10."""
+    """Run 60/30/10 % of the CPU time in spin_60/spin_30/spin_10.
+
+    Chunk sizes vary at random around `chunk` (the split stays exact in
+    expectation): a loop that repeats exactly every millisecond would phase-
+    lock with the kernel's 4 ms CPU-timer grid, which real work does not do.
+    """
+    rng = random.Random(1234)
     end = time.thread_time() + cpu_seconds
     while time.thread_time() < end:
-        sixty(chunk)
-        thirty(chunk)
-        ten(chunk)
+        n = rng.randint(chunk // 2, chunk * 3 // 2)
+        sixty(n)
+        thirty(n)
+        ten(n)
 
 
 def busy_for(cpu_seconds: float) -> None:

@@ -5,19 +5,24 @@
  * held; the active period is touched only with the GIL held (samples) or
  * under load_lock (load points), so rotate() is an O(1) swap under both.
  *
- * Who walks. Every tick wakes the sampler thread, which waits a random
- * fraction of the interval (CPU timers fire on the scheduler's tick grid, and
- * a rigid grid of sample times aliases with periodic work). Then, if the main
- * thread (the reactor of a Buildbot master) used the CPU since the last tick,
- * the sampler pokes it with the trip signal (tgkill); on the main thread the
- * handler trips CPython's signal machinery (PyErr_SetInterruptEx, which only
- * reaches the eval loop when called on the main thread), and the main thread
- * runs _main_tick at its next bytecode boundary and walks every thread there,
- * its own stack taken where it was running, with no GIL hand-off. Otherwise
- * the sampler thread takes the GIL and walks (walker.c). Taking the GIL from
- * a busy thread samples it where it lets go of the GIL (often an I/O call,
- * after up to the 5 ms switch interval): that bias is why a busy main thread
- * walks itself. Each sample is weighted by the CPU (or wall) time
+ * Who walks. A timer tick that lands on the main thread (the reactor of a
+ * Buildbot master, busy on the CPU since the tick found it running) trips
+ * CPython's signal machinery right in our handler (PyErr_SetInterruptEx is
+ * async-signal-safe, and only reaches the eval loop when called on the main
+ * thread): the main thread runs _main_tick at its next bytecode boundary and
+ * walks every thread there, its own stack taken where it was running, with
+ * no GIL hand-off and no other thread woken. (Sample times then sit on the
+ * kernel's CPU-time tick grid: a workload that repeats exactly with a period
+ * that divides the grid could alias with it. Jittering them costs a thread
+ * wake-up, or a tick lost to each timer re-arm, per sample; a master's work
+ * is not phase-locked to its CPU time, so the CPU modes do without. Real
+ * mode, whose grid is wall time like a LoopingCall's, jitters.) Any other
+ * tick wakes the sampler thread: if the main thread
+ * used the CPU since the last tick it is poked (tgkill) to walk the same way;
+ * otherwise the sampler thread takes the GIL and walks (walker.c). Taking the
+ * GIL from a busy thread samples it where it lets go of the GIL (often an
+ * I/O call, after up to the 5 ms switch interval): that bias is why a busy
+ * main thread walks itself. Each sample is weighted by the CPU (or wall) time
  * since that thread's previous one, so a late or redundant walk shifts no
  * weight. */
 #define _GNU_SOURCE
@@ -35,7 +40,6 @@
 #include "ps_ticker.h"
 
 #define LOAD_INTERVAL_NS 1000000000LL
-#define MAX_JITTER_NS 5000000LL
 
 ps_sampler ps_sampler_state = {.load_lock = PTHREAD_MUTEX_INITIALIZER};
 
@@ -59,14 +63,14 @@ sample_load(int64_t now_ns)
     pthread_mutex_unlock(&S.load_lock);
 }
 
-/* Uniform in [0, bound) from a xorshift generator (bound <= 0 gives 0). */
-static int64_t
-random_below(int64_t bound)
+/* xorshift64, for real mode's jitter (sampler thread only). */
+static uint64_t
+next_random(void)
 {
     S.rng ^= S.rng << 13;
     S.rng ^= S.rng >> 7;
     S.rng ^= S.rng << 17;
-    return bound > 0 ? (int64_t)(S.rng % (uint64_t)bound) : 0;
+    return S.rng;
 }
 
 /* Next real-mode tick: the interval with +-10 % jitter, so we do not alias
@@ -75,7 +79,10 @@ static int64_t
 jittered_interval(void)
 {
     int64_t spread = S.interval_ns / 5;
-    return S.interval_ns - spread / 2 + random_below(spread);
+    if (spread <= 0) {
+        return S.interval_ns;
+    }
+    return S.interval_ns - spread / 2 + (int64_t)(next_random() % (uint64_t)spread);
 }
 
 /* In the signal handler, on the main thread: mark trip_signum pending, so
@@ -144,20 +151,6 @@ sampler_main(void *arg)
         }
         if (ticks == 0) {
             continue;
-        }
-        if (!real) {
-            /* CPU timers fire on the scheduler's tick grid and the GIL wait
-             * is a fixed 5 ms, so sample times would form a rigid grid that
-             * aliases with periodic work. A random delay breaks it. */
-            int64_t spread = S.interval_ns / 2 < MAX_JITTER_NS ? S.interval_ns / 2
-                                                               : MAX_JITTER_NS;
-            int64_t until = now + random_below(spread);
-            while (ps_mono_ns() < until && !atomic_load(&S.stopping)) {
-                ticks += ps_ticker_wait(until);
-            }
-            if (atomic_load(&S.stopping)) {
-                break;
-            }
         }
         if (S.main_tid != 0 && main_is_busy()) {
             trip_main(ticks);
@@ -339,7 +332,7 @@ sampler_start(PyObject *module, PyObject *args, PyObject *kwargs)
     S.load_cpu_ns = ps_process_cpu_ns();
 
     atomic_store(&S.main_ticks, 0);
-    ps_ticker_set_poke_handler(S.main_tid ? on_poke : NULL);
+    ps_ticker_set_poke_handler(S.main_tid ? on_poke : NULL, S.main_tid);
     /* With the main-thread route the caller has just put CPython's handler
      * on the timer signal; ours replaces it at the C level. */
     int rc = ps_ticker_start(mode, S.interval_ns, S.main_tid != 0);

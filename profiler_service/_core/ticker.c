@@ -25,6 +25,7 @@ static int armed_timer = -1;       /* ITIMER_* armed, -1 if none */
 static struct sigaction previous;  /* disposition found at start */
 static void (*volatile poke_handler)(void);
 static volatile pid_t own_pid;
+static volatile sig_atomic_t main_tid;
 
 static void
 on_tick(int sig, siginfo_t *info, void *context)
@@ -33,9 +34,10 @@ on_tick(int sig, siginfo_t *info, void *context)
     void (*poked)(void) = poke_handler;
     (void)sig;
     (void)context;
-    if (poked != NULL && info != NULL && info->si_code == SI_TKILL &&
-        info->si_pid == own_pid) {
-        poked();
+    if (poked != NULL && info != NULL &&
+        ((info->si_code == SI_TKILL && info->si_pid == own_pid) ||
+         (main_tid != 0 && (long)syscall(SYS_gettid) == main_tid))) {
+        poked();  /* on the main thread: it walks at its next bytecode */
     }
     else {
         sem_post(&tick_sem);
@@ -44,11 +46,20 @@ on_tick(int sig, siginfo_t *info, void *context)
 }
 
 void
-ps_ticker_set_poke_handler(void (*handler)(void))
+ps_ticker_set_poke_handler(void (*handler)(void), long tid)
 {
     own_pid = getpid();
+    main_tid = handler != NULL ? (sig_atomic_t)tid : 0;
     poke_handler = handler;
 }
+
+static void
+to_timeval(int64_t ns, struct timeval *tv)
+{
+    tv->tv_sec = ns / 1000000000;
+    tv->tv_usec = (ns % 1000000000) / 1000;
+}
+
 
 int
 ps_ticker_poke(long tid, int signum)
@@ -123,8 +134,7 @@ ps_ticker_start(int mode, int64_t interval_ns, int replace)
     if (interval_ns < 1000) {
         interval_ns = 1000;
     }
-    timer.it_interval.tv_sec = interval_ns / 1000000000;
-    timer.it_interval.tv_usec = (interval_ns % 1000000000) / 1000;
+    to_timeval(interval_ns, &timer.it_interval);
     timer.it_value = timer.it_interval;
     if (setitimer(timer_for(mode), &timer, NULL) != 0) {
         int saved_errno = errno;
@@ -140,6 +150,7 @@ ps_ticker_start(int mode, int64_t interval_ns, int replace)
 void
 ps_ticker_stop(void)
 {
+    main_tid = 0;
     if (armed_timer != -1) {
         struct itimerval off;
         memset(&off, 0, sizeof(off));
@@ -212,6 +223,7 @@ ps_ticker_after_fork_child(void)
 {
     armed_timer = -1;  /* the kernel did not copy our timer */
     poke_handler = NULL;
+    main_tid = 0;
     if (armed_signal != 0) {
         sigaction(armed_signal, &previous, NULL);
         armed_signal = 0;
