@@ -51,7 +51,7 @@ MAX_QUEUED_WRITES = 2
 beyond that is dropped (and logged) rather than piling up in memory."""
 
 FILE_SUFFIX = ".json.gz"
-_STAMP_RE = re.compile(r"(\d{8}T\d{6}Z)(?:-\d+)?" + re.escape(FILE_SUFFIX) + r"$")
+_STAMP_RE = re.compile(r"(\d{8}T\d{6}Z)(?:_\d{2,})?" + re.escape(FILE_SUFFIX) + r"$")
 
 
 def _number(value: object) -> bool:
@@ -195,9 +195,9 @@ def _free_path(basepath: str, epoch_s: float) -> str:
     stamp = file_stamp(epoch_s)
     path = f"{basepath}{stamp}{FILE_SUFFIX}"
     serial = 1
-    while os.path.lexists(path):  # two periods in one second: -2, -3, ...
+    while os.path.lexists(path):  # two periods in one second: _02, _03, ... (sorts after)
         serial += 1
-        path = f"{basepath}{stamp}-{serial}{FILE_SUFFIX}"
+        path = f"{basepath}{stamp}_{serial:02d}{FILE_SUFFIX}"
     return path
 
 
