@@ -874,6 +874,9 @@ PyMethodDef ps_sampler_methods[] = {
      "True while the sampler runs."},
     {"status", sampler_status, METH_NOARGS,
      "A dict describing the active period, or None when stopped."},
+    {"concat", ps_period_concat_py, METH_O,
+     "concat(periods) -> Period\n"
+     "One Period holding consecutive Periods of this process, in time order."},
     {"_before_fork", sampler_before_fork, METH_NOARGS, NULL},
     {"_after_fork_parent", sampler_after_fork_parent, METH_NOARGS, NULL},
     {"_after_fork_child", sampler_after_fork_child, METH_NOARGS, NULL},
