@@ -142,3 +142,16 @@ def test_join_of_one_chunk_is_the_chunk_and_of_none_is_none(hub):
     chunks = recording.close()
     assert join(chunks) is chunks[0]
     assert join([]) is None
+
+
+def test_join_concatenates_a_shared_period(hub):
+    service = hub.open("service", Settings(500))
+    burn(0.05)
+    web = hub.open("web", Settings(500))
+    burn(0.05)
+    chunks = service.cut()
+    period = join(chunks)
+    assert period.samples == sum(chunk.samples for chunk in chunks) > 0
+    assert period.start_time == pytest.approx(chunks[0].start_time, abs=0.002)
+    assert period.end_time == pytest.approx(chunks[-1].end_time, abs=0.002)
+    web.close()
