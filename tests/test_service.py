@@ -44,10 +44,20 @@ pytestmark = pytest.mark.timeout(120)
 MASTER_ID = fakedb.FakeDBConnector.MASTER_ID
 
 
-def burn(seconds: float) -> None:
-    """Spend user CPU time, so the virtual-mode sampler has something to see."""
-    end = time.process_time() + seconds
-    while time.process_time() < end:
+def burn(seconds: float, samples: int = 3) -> None:
+    """Spend user CPU time until the running sampler has taken ``samples``
+    more samples (and at least ``seconds``), so a period is never empty by
+    chance. Gives up after 10 s of CPU."""
+
+    def taken() -> int:
+        status = get_hub().status()
+        return status["samples"] if status else 0
+
+    first = taken()
+    start = time.process_time()
+    while time.process_time() - start < seconds or (
+        get_hub().running and taken() - first < samples and time.process_time() - start < 10
+    ):
         sum(range(200))
 
 
@@ -110,7 +120,11 @@ class ServiceTestCase(TestReactorMixin, unittest.TestCase):
 
     async def stop_everything(self) -> None:
         if self.master.running:
-            await self.master.stopService()
+            stopped = defer.ensureDeferred(self.master.stopService())
+            pool = getattr(self, "pool", None)
+            while pool is not None and not stopped.called:
+                pool.run_all()
+            await stopped
         for recording in get_hub().recordings:  # a failed test must not leak the sampler
             recording.close()
 
@@ -150,14 +164,15 @@ class TestRotation(ServiceTestCase):
         assert self.logged("ProfilerService: wrote " + self.files()[-1])
 
     async def test_a_period_without_samples_writes_no_file(self):
-        await self.make_service(gatherperiod=60, mode="prof")
-        self.reactor.advance(60)  # the test thread sleeps in nothing but the Clock: no CPU
-        files = self.files()
-        # The tiny CPU of the rotation itself may be sampled; then there is a file.
-        for path in files:
-            assert read(path)["stats"]["samples"] > 0
-        if not files:
-            assert self.logged("no samples in this period")
+        # 0.01 Hz: the first tick would come after 100 s of CPU time.
+        await self.make_service(gatherperiod=60, frequency=0.01)
+        burn(0.05, samples=0)
+        self.reactor.advance(60)
+        assert self.files() == []
+        assert self.logged("no samples in this period (period); no file written")
+        await self.master.stopService()
+        assert self.files() == []
+        assert self.logged("no samples in this period (stop); no file written")
 
     async def test_two_periods_in_one_second_get_distinct_names(self):
         await self.make_service(gatherperiod=1)
@@ -384,3 +399,80 @@ class TestCheckConfig:
         ProfilerService()
         with pytest.raises(ConfigErrors, match="wantBuilds"):
             ProfilerService(wantBuilds=-1)
+
+
+class ManualPool:
+    """A thread pool whose work runs when the test says so: a write stays
+    in flight for as long as the test wants (like a Clock for threads)."""
+
+    def __init__(self) -> None:
+        self.jobs: list = []
+
+    def callInThreadWithCallback(self, on_result, func, *args, **kwargs):
+        self.jobs.append((on_result, func, args, kwargs))
+
+    def run_all(self) -> int:
+        done = 0
+        while self.jobs:
+            on_result, func, args, kwargs = self.jobs.pop(0)
+            try:
+                result = func(*args, **kwargs)
+            except Exception:
+                from twisted.python.failure import Failure
+
+                on_result(False, Failure())
+            else:
+                on_result(True, result)
+            done += 1
+        return done
+
+
+class TestWritesInFlight(ServiceTestCase):
+    async def make_held_service(self, **kwargs) -> ProfilerService:
+        service = await self.make_service(**kwargs)
+        self.pool = ManualPool()
+        self.patch(self.reactor, "getThreadPool", lambda: self.pool)
+        return service
+
+    def period_ends(self) -> list:
+        return [read(p)["meta"]["period_end"] for p in self.files()]
+
+    async def test_reconfig_waits_for_the_write_in_flight_and_loses_nothing(self):
+        service = await self.make_held_service(gatherperiod=10, frequency=200)
+        burn(0.05)
+        self.reactor.advance(10)  # the period's write is now in flight
+        assert self.pool.jobs and self.files() == []
+        burn(0.05)
+        new = ProfilerService(gatherperiod=10, frequency=400, basepath=os.path.join(self.profiles, "prof_"))
+        reconfigured = defer.ensureDeferred(service.reconfigServiceWithSibling(new))
+        assert not reconfigured.called  # waits for its own write, queued behind the first
+        assert get_hub().settings == Settings(400.0)  # the sampler restarted at once
+        self.pool.run_all()
+        await reconfigured
+        assert self.period_ends() == ["period", "reconfig"]
+        assert [read(p)["meta"]["frequency"] for p in self.files()] == [200, 200]
+        assert len(self.active_timers()) == 1
+        assert not self.logged("lost") and not self.logged("dropped")
+
+    async def test_stop_waits_for_the_write_in_flight_then_writes_the_last_period(self):
+        await self.make_held_service(gatherperiod=10)
+        burn(0.05)
+        self.reactor.advance(10)
+        burn(0.05)
+        stopped = defer.ensureDeferred(self.master.stopService())
+        assert not stopped.called and not _core.is_running()
+        self.pool.run_all()
+        await stopped
+        assert self.period_ends() == ["period", "stop"], self.messages
+        first, last = (read(p)["meta"] for p in self.files())
+        assert last["start_ms"] - first["end_ms"] in (0, 1)  # contiguous: nothing lost
+
+    async def test_a_slow_disk_drops_periods_beyond_the_queue_and_says_so(self):
+        await self.make_held_service(gatherperiod=10)
+        for _ in range(5):  # one write in flight, two queued, two dropped
+            burn(0.03)
+            self.reactor.advance(10)
+        dropped = self.logged("was dropped")
+        assert len(dropped) == 2 and "writes are already waiting" in dropped[0]
+        self.pool.run_all()
+        assert len(self.files()) == 3
