@@ -14,6 +14,7 @@ master keeps running; blocking file work never runs on the reactor thread.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import platform
@@ -201,6 +202,21 @@ def _free_path(basepath: str, epoch_s: float) -> str:
     return path
 
 
+@functools.lru_cache(maxsize=1)
+def static_meta() -> dict:
+    """The members of ``meta`` that never change in a process. Computed once,
+    in a pool thread: ``platform.platform()`` reads the interpreter's binary
+    (tens of ms) and must not run on the reactor."""
+    import buildbot
+
+    return {
+        "buildbot": buildbot.version,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "profiler": __version__,
+    }
+
+
 def write_period(period: Any, basepath: str, builds: list, meta: dict) -> tuple[str, int]:
     """Blocking: write ``period`` to a fresh file under ``basepath``; return
     (path, size). Runs in a pool thread. Raises OSError (the C writer never
@@ -209,7 +225,7 @@ def write_period(period: Any, basepath: str, builds: list, meta: dict) -> tuple[
     if directory:
         os.makedirs(directory, exist_ok=True)
     path = _free_path(basepath, period.start_time)
-    period.write(path, builds=builds, meta=meta)
+    period.write(path, builds=builds, meta={**static_meta(), **meta})
     return path, os.path.getsize(path)
 
 
@@ -399,6 +415,7 @@ class ProfilerService(service.BuildbotService):
         """Rotate now (on the reactor: an O(1) swap) and queue the write of the
         finished period. The returned Deferred fires when it is written."""
         options = self._period_options
+        began = time.perf_counter()
         try:
             chunks = self._recording.cut(settings)
         except Exception:
@@ -406,9 +423,10 @@ class ProfilerService(service.BuildbotService):
             return defer.succeed(None)
         finally:
             self._period_options = self._options
+        rotation_ms = (time.perf_counter() - began) * 1000
         if settings is not None and self._recording.conflict:
             log.msg(f"ProfilerService: {self._recording.conflict}")
-        return self._queue_write(chunks, options, reason)
+        return self._queue_write(chunks, options, reason, rotation_ms)
 
     def _stop_sampler_at_shutdown(self) -> None:
         # Taking the GIL during interpreter finalization kills the sampler
@@ -419,7 +437,7 @@ class ProfilerService(service.BuildbotService):
         except Exception:
             log.failure("ProfilerService: could not stop the sampler at shutdown")
 
-    def _queue_write(self, chunks: list, options: Options, reason: str) -> defer.Deferred:
+    def _queue_write(self, chunks: list, options: Options, reason: str, rotation_ms: float = 0.0) -> defer.Deferred:
         if not chunks or sum(chunk.samples for chunk in chunks) == 0:
             log.msg(f"ProfilerService: no samples in this period ({reason}); no file written")
             return defer.succeed(None)
@@ -429,12 +447,14 @@ class ProfilerService(service.BuildbotService):
                 f"{len(self._write_lock.waiting) + 1} writes are already waiting (is the disk very slow?)"
             )
             return defer.succeed(None)
-        return self._write_lock.run(self._write, chunks, options, reason)
+        return self._write_lock.run(self._write, chunks, options, reason, rotation_ms)
 
     @defer.inlineCallbacks
-    def _write(self, chunks: list, options: Options, reason: str):
+    def _write(self, chunks: list, options: Options, reason: str, rotation_ms: float):
         reactor = self.master.reactor
+        fetch_began = time.perf_counter()
         builds = yield self._fetch_builds(options.want_builds)
+        fetch_s = time.perf_counter() - fetch_began
         meta = self._meta(options, reason)
         pool = reactor.getThreadPool()
         try:
@@ -454,8 +474,8 @@ class ProfilerService(service.BuildbotService):
                 continue
             took = time.perf_counter() - began
             log.msg(
-                f"ProfilerService: wrote {path} ({period.samples} samples, {len(builds)} builds, "
-                f"{size / 1024:.1f} KiB, {took:.3f} s to write)"
+                f"ProfilerService: wrote {path} ({period.samples} samples, {len(builds)} builds in {fetch_s:.3f} s, "
+                f"{size / 1024:.1f} KiB, {took:.3f} s to write, rotation {rotation_ms:.3f} ms)"
             )
             if self._losses:
                 log.msg(f"ProfilerService: writing works again; {self._losses} period(s) were lost before")
@@ -531,13 +551,8 @@ class ProfilerService(service.BuildbotService):
             return []
 
     def _meta(self, options: Options, reason: str) -> dict:
-        import buildbot
-
+        # static_meta() (versions, platform) is added by write_period, in the thread.
         return {
-            "buildbot": buildbot.version,
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "profiler": __version__,
             "gatherperiod": options.gather_period_s,
             "want_builds": options.want_builds,
             "service": self.name,

@@ -113,8 +113,8 @@ def test_files_appear_valid_with_builds(master):
     first_meta = docs[0][1]["meta"]
     assert first_meta["frequency"] == 100 and first_meta["gatherperiod"] == GATHER_S
     assert first_meta["service"] == "ProfilerService" and first_meta["buildbot"].startswith("4.")
-    assert re.search(r"ProfilerService: wrote .*prof_\d{8}T\d{6}Z\.json\.gz \(\d+ samples, \d builds, "
-                     r"[\d.]+ KiB, [\d.]+ s to write\)", master.log())
+    assert re.search(r"ProfilerService: wrote .*prof_\d{8}T\d{6}Z\.json\.gz \(\d+ samples, \d builds in [\d.]+ s, "
+                     r"[\d.]+ KiB, [\d.]+ s to write, rotation [\d.]+ ms\)", master.log())
 
 
 def test_sighup_reconfig_changes_the_frequency(master):
