@@ -154,7 +154,7 @@ def test_reconfig_while_a_write_is_in_flight(master):
     )
     ends = [doc["meta"]["period_end"] for _, doc in Shared.documents()[before:]]
     assert "period" in ends and "reconfig" in ends
-    assert "lost" not in master.log() and "dropped" not in master.log()
+    assert "ProfilerService: could not" not in master.log() and "was dropped" not in master.log()
 
 
 def test_unwritable_basepath_is_logged_and_the_master_keeps_running(master):
@@ -232,7 +232,9 @@ def test_stop_while_a_write_is_in_flight_keeps_the_final_period(master):
         assert gap >= -1, "periods overlap"
         if gap > 20:
             lost_or_elsewhere += 1
-    assert lost_or_elsewhere <= 2
+    # one gap for the unwritable basepath, one for the full-disk directory,
+    # and one for each period that had no samples (no file)
+    assert lost_or_elsewhere <= 2 + log.count("ProfilerService: no samples in this period")
 
 
 @pytest.mark.parametrize(
