@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional, Sequence
 
@@ -77,11 +78,27 @@ class Recording:
     chunks: list = field(default_factory=list)
     conflict: Optional[str] = None
     is_open: bool = True
+    started_at: float = field(default_factory=time.time)  # epoch s of open or the last cut
 
     @property
     def settings(self) -> Optional[Settings]:
         """The settings the sampler runs with now (None once closed)."""
         return self.hub.settings if self.is_open else None
+
+    def status(self) -> dict:
+        """For a status page: open or not, the running settings, samples in
+        the current period so far, when it began, any settings conflict."""
+        with self.hub._lock:
+            active = self.hub.status() if self.is_open else None
+            settings = self.settings
+            return {
+                "open": self.is_open,
+                "frequency": settings.frequency if settings else None,
+                "mode": settings.mode if settings else None,
+                "samples": sum(chunk.samples for chunk in self.chunks) + (active["samples"] if active else 0),
+                "started_at": self.started_at,
+                "conflict": self.conflict,
+            }
 
     def cut(self, settings: Optional[Settings] = None) -> list["Period"]:
         """End this recording's current period and begin the next one.
@@ -208,6 +225,7 @@ class Hub:
 
     def _take(self, recording: Recording) -> list["Period"]:
         chunks, recording.chunks = recording.chunks, []
+        recording.started_at = time.time()
         return chunks
 
     def _cut(self, recording: Recording, settings: Optional[Settings]) -> list["Period"]:

@@ -379,6 +379,30 @@ class ProfilerService(service.BuildbotService):
             log.msg(f"ProfilerService: stopped; {self._losses} period(s) could not be written since the last success")
         yield super().stopService()
 
+    # -- for other parts of the master (the web UI) ----------------------------------------
+
+    @property
+    def basepath(self) -> Optional[str]:
+        """The absolute prefix of this service's files (None before configuration)."""
+        return self._options.basepath if self._options else None
+
+    def profile_files(self) -> list[str]:
+        """Blocking (run it in a thread): this service's files, oldest first."""
+        if self._options is None:
+            return []
+        directory, prefix = os.path.split(self._options.basepath)
+        try:
+            names = os.listdir(directory or ".")
+        except OSError:
+            return []
+        ours = [n for n in names if n.startswith(prefix) and _STAMP_RE.fullmatch(n[len(prefix):])]
+        return [os.path.join(directory, n) for n in sorted(ours)]
+
+    @property
+    def recording(self) -> Optional[Recording]:
+        """This service's recording on the shared sampler, while it samples."""
+        return self._recording
+
     # -- periods -----------------------------------------------------------------------
 
     def _begin(self) -> None:

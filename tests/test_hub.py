@@ -155,3 +155,17 @@ def test_join_concatenates_a_shared_period(hub):
     assert period.start_time == pytest.approx(chunks[0].start_time, abs=0.002)
     assert period.end_time == pytest.approx(chunks[-1].end_time, abs=0.002)
     web.close()
+
+
+def test_status_counts_the_samples_of_the_current_period(hub):
+    service = hub.open("service", Settings(500))
+    burn(0.05)
+    web = hub.open("web", Settings(500))
+    burn(0.05)
+    status = service.status()
+    assert status["open"] and status["frequency"] == 500 and status["mode"] == "virtual"
+    assert status["samples"] >= web.status()["samples"] > 0
+    assert status["samples"] >= service.chunks[0].samples
+    chunks = web.close()
+    assert web.status()["open"] is False and web.status()["samples"] == 0
+    assert sum(chunk.samples for chunk in chunks) > 0

@@ -39,7 +39,11 @@ from profiler_service.service import (
     prune,
 )
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [
+    pytest.mark.timeout(120),
+    # Buildbot's own dependencies (alembic, twisted.internet.ssl) warn on import.
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+]
 
 MASTER_ID = fakedb.FakeDBConnector.MASTER_ID
 
@@ -476,3 +480,16 @@ class TestWritesInFlight(ServiceTestCase):
         assert len(dropped) == 2 and "writes are already waiting" in dropped[0]
         self.pool.run_all()
         assert len(self.files()) == 3
+
+
+class TestForTheWebUI(ServiceTestCase):
+    async def test_files_and_recording_are_exposed(self):
+        service = await self.make_service(gatherperiod=10)
+        assert service.basepath == os.path.join(self.profiles, "prof_")
+        assert service.recording is not None and service.recording.status()["open"]
+        open(os.path.join(self.profiles, "unrelated.txt"), "w").close()
+        for _ in range(2):
+            burn(0.03)
+            self.reactor.advance(10)
+        assert service.profile_files() == [p for p in self.files() if p.endswith(".json.gz")]
+        assert len(service.profile_files()) == 2
