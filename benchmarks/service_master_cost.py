@@ -17,6 +17,7 @@ reconfig), so drift in the machine's load hits both alike:
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import re
 import sqlite3
@@ -116,6 +117,18 @@ def main() -> None:
                 results[with_service].append(cpu / builds)
                 print(f"phase {index + 1}: service {'on ' if with_service else 'off'} "
                       f"{builds} builds, {cpu:.2f} s CPU, {1000 * cpu / builds:.1f} ms CPU/build", flush=True)
+            sampling_ns = duration_ms = ticks = 0
+            for path in (master.basedir / "profiles").glob("prof_*.json.gz"):
+                with gzip.open(path, "rt") as f:
+                    doc = json.load(f)
+                sampling_ns += doc["stats"]["sampling_ns"]
+                ticks += doc["stats"]["ticks"]
+                duration_ms += doc["meta"]["end_ms"] - doc["meta"]["start_ms"]
+            if duration_ms:
+                print(f"sampler, from the files: {ticks} ticks, stack walks held the GIL "
+                      f"{sampling_ns / 1e6:.1f} ms in {duration_ms / 1000:.1f} s "
+                      f"({100 * sampling_ns / 1e6 / duration_ms:.3f} % of one core), "
+                      f"{sampling_ns / 1000 / max(ticks, 1):.1f} us per tick")
             on = statistics.mean(results[True])
             off = statistics.mean(results[False])
             print(f"CPU per build: with service {1000 * on:.1f} ms, without {1000 * off:.1f} ms, "

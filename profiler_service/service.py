@@ -20,6 +20,7 @@ import os
 import platform
 import re
 import time
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterable, Optional
@@ -29,6 +30,7 @@ from twisted.python import log
 
 from buildbot import config
 from buildbot.util import service
+from buildbot.warnings import ConfigWarning
 
 from . import __version__
 from .hub import Recording, Settings, get_hub, join
@@ -74,8 +76,12 @@ def option_problems(
     problems = []
     try:
         from .profiler import check_frequency, check_mode, parse_idle_frames
-    except ImportError as exc:  # the C extension did not load
-        return [f"the profiler's C extension cannot be loaded: {exc}"]
+    except ImportError as exc:
+        # The C extension did not load (e.g. Python was upgraded under it).
+        # A profiler must not keep a master from starting: warn, and let
+        # startService log that it cannot sample.
+        warnings.warn(ConfigWarning(f"ProfilerService: the profiler cannot run here: {exc}"), stacklevel=2)
+        check_frequency = check_mode = parse_idle_frames = lambda value: value
     for check, value in ((check_frequency, frequency), (check_mode, mode)):
         try:
             check(value)
@@ -319,10 +325,8 @@ class ProfilerService(service.BuildbotService):
         keepDays=DEFAULTS["keepDays"],
         idleFrames=DEFAULTS["idleFrames"],
     ):
-        from .profiler import check_frequency
-
         new = Options(
-            frequency=check_frequency(frequency),
+            frequency=float(frequency),
             gather_period_s=gatherperiod,
             mode=mode,
             basepath=resolve_basepath(basepath, self.master.basedir),
@@ -443,7 +447,8 @@ class ProfilerService(service.BuildbotService):
         try:
             chunks = self._recording.cut(settings)
         except Exception:
-            log.failure("ProfilerService: could not rotate the sampler; this period is lost")
+            # The hub keeps whatever chunks it handed out for the next cut.
+            log.failure("ProfilerService: could not rotate the sampler")
             return defer.succeed(None)
         finally:
             self._period_options = self._options

@@ -493,3 +493,24 @@ class TestForTheWebUI(ServiceTestCase):
             self.reactor.advance(10)
         assert service.profile_files() == [p for p in self.files() if p.endswith(".json.gz")]
         assert len(service.profile_files()) == 2
+
+
+def test_a_broken_c_extension_warns_but_never_refuses_the_config():
+    import subprocess
+    import sys
+
+    script = """
+import sys, warnings
+sys.modules['profiler_service._core'] = None   # what a failed import of the extension looks like
+from buildbot.config.errors import capture_config_errors
+from profiler_service.service import ProfilerService
+with warnings.catch_warnings(record=True) as caught, capture_config_errors() as errors:
+    warnings.simplefilter('always')
+    ProfilerService(frequency=50)
+print('errors', errors.errors)
+print('warnings', [str(w.message) for w in caught if 'ProfilerService' in str(w.message)])
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "errors []" in result.stdout
+    assert "ProfilerService: the profiler cannot run here" in result.stdout
