@@ -18,6 +18,16 @@ restarts the sampler with them at that boundary (stop, then start: no chunk
 is lost). So a reconfigured ``ProfilerService`` gets its new frequency at once
 if it records alone, or when the web recording it shares the sampler with ends.
 
+Use (the web UI, on the reactor thread)::
+
+    recording = get_hub().open("web", Settings(frequency=250))
+    recording.conflict     # None, or why the running settings were kept
+    recording.status()     # {"open", "frequency", "mode", "samples", ...}
+    period = join(recording.close())   # a Period, or None; .write(path, ...)
+
+A recording that is never closed keeps every chunk handed to it: bound each
+recording's duration.
+
 The hub never imports Buildbot. All calls are cheap (a rotation is an O(1)
 swap in C) and are meant to run on the reactor thread; a lock makes them safe
 from other threads too.
