@@ -16,15 +16,24 @@
 
 typedef struct ps_gzfile ps_gzfile;
 
-/* Create the temporary file `.<name>.tmp-XXXXXX` in the directory of `path`
- * (mode 0644 less the umask) and start a gzip stream at zlib `level` (1..9,
- * 0 for zlib's default). On success stores a new file in *out and returns 0.
+enum {
+    /* Always use a named temporary file, even where O_TMPFILE works (tests
+     * use it to cover the fallback). */
+    PS_GZFILE_NAMED_TMP = 1u << 0
+};
+
+/* Create the temporary file in the directory of `path` (mode 0644 less the
+ * umask) and start a gzip stream at zlib `level` (1..9, 0 for zlib's
+ * default), `flags` PS_GZFILE_*. The temporary file is an unnamed O_TMPFILE inode where the file
+ * system supports it (nothing to clean up even after a SIGKILL), else
+ * `.<name>.tmp-XXXXXX`; it is named `.<name>.tmp-XXXXXX` just before the
+ * rename in either case. On success stores a new file in *out and returns 0.
  * On failure returns a negative PS_E* code, stores NULL in *out, and, when
  * `os_errno`/`step` are not NULL, the errno (PS_EOS only, else 0) and a static
  * name of the failing step ("open dir", "open", "deflate", ...). Nothing is
  * left on disk after a failure. */
-int ps_gzfile_open(const char *path, int level, ps_gzfile **out,
-                   int *os_errno, const char **step);
+int ps_gzfile_open(const char *path, int level, unsigned flags,
+                   ps_gzfile **out, int *os_errno, const char **step);
 
 /* Compress and write `len` bytes. The first failure is sticky: later calls
  * do nothing and return it again, so a caller that cannot check every call

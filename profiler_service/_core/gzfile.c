@@ -1,7 +1,7 @@
 /* The atomic gzip file: see ps_gzfile.h. Everything on disk goes through a
- * descriptor of the target's directory (openat, renameat, unlinkat), so the
- * temporary file, the rename and the cleanup all refer to the same directory
- * even if the path's components change meanwhile. */
+ * descriptor of the target's directory (openat, linkat, renameat, unlinkat),
+ * so the temporary file, the rename and the cleanup all refer to the same
+ * directory even if the path's components change meanwhile. */
 #define _GNU_SOURCE
 #include "ps_gzfile.h"
 
@@ -27,6 +27,7 @@ struct ps_gzfile {
     int dir_fd;            /* Owned: the target's directory, or -1 */
     int fd;                /* Owned: the temporary file, or -1 once closed */
     int zs_ready;          /* deflateInit2 succeeded: deflateEnd is owed */
+    int unnamed;           /* fd is an O_TMPFILE inode, not yet linked */
     int tmp_created;       /* tmp_name exists and is ours to remove */
     int committed;         /* renamed over the target: nothing to remove */
     int code;              /* sticky PS_E*, 0 while all is well */
@@ -135,42 +136,66 @@ open_dir(ps_gzfile *f, const char *path)
     return 0;
 }
 
-/* Create `.<name>.tmp-XXXXXX` exclusively. Like mkstemp, but through open(2)
- * with mode 0644 so that the kernel applies the umask as for any new file
- * (mkstemp creates 0600, and reading the umask is not thread-safe). */
-static int
-create_tmp(ps_gzfile *f)
+/* Fill the random part of tmp_name. */
+static void
+randomize_tmp_name(ps_gzfile *f, int attempt)
 {
     static const char alphabet[] =
         "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    unsigned char random[TMP_RANDOM];
+    char *suffix = f->tmp_name + strlen(f->tmp_name) - TMP_RANDOM;
+    if (getrandom(random, sizeof(random), GRND_NONBLOCK) !=
+        (ssize_t)sizeof(random)) {
+        /* No entropy yet (early boot): the clock still varies enough, and
+         * O_EXCL / link(2) make a collision a retry, never a clobber. */
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        uint64_t x = (uint64_t)ts.tv_nsec * 2654435761u ^
+                     (uint64_t)getpid() << 20 ^ (uint64_t)attempt;
+        for (int i = 0; i < TMP_RANDOM; i++, x >>= 7) {
+            random[i] = (unsigned char)x;
+        }
+    }
+    for (int i = 0; i < TMP_RANDOM; i++) {
+        suffix[i] = alphabet[random[i] % (sizeof(alphabet) - 1)];
+    }
+}
+
+/* Open the file the data goes to. Preferably an unnamed O_TMPFILE inode in
+ * the target's directory: it gets a name only once complete, so even a
+ * SIGKILL mid-write leaves nothing behind. Where the file system lacks
+ * O_TMPFILE, a named `.<name>.tmp-XXXXXX` created exclusively, which only a
+ * kill can leave behind. Both through open(2) with mode 0644, so that the
+ * kernel applies the umask as for any new file (mkstemp creates 0600, and
+ * reading the umask is not thread-safe). */
+static int
+create_tmp(ps_gzfile *f, unsigned flags)
+{
     size_t name_len = strlen(f->name);
     size_t size = 1 + name_len + sizeof(TMP_INFIX) - 1 + TMP_RANDOM + 1;
     if ((f->tmp_name = malloc(size)) == NULL) {
         return fail(f, PS_ENOMEM, 0, "open");
     }
-    char *suffix = f->tmp_name + size - 1 - TMP_RANDOM;
     f->tmp_name[0] = '.';
     memcpy(f->tmp_name + 1, f->name, name_len);
     memcpy(f->tmp_name + 1 + name_len, TMP_INFIX, sizeof(TMP_INFIX) - 1);
+    memset(f->tmp_name + size - 1 - TMP_RANDOM, 'X', TMP_RANDOM);
     f->tmp_name[size - 1] = '\0';
 
+#ifdef O_TMPFILE
+    if (!(flags & PS_GZFILE_NAMED_TMP)) {
+        f->fd = openat(f->dir_fd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC,
+                       0644);
+    }
+    if (f->fd >= 0) {
+        f->unnamed = 1;
+        return 0;
+    }
+    /* EOPNOTSUPP, EISDIR (kernel without O_TMPFILE), EINVAL: no O_TMPFILE
+     * here, fall back. Real errors (EACCES, EROFS, ENOSPC) recur below. */
+#endif
     for (int attempt = 0; attempt < TMP_ATTEMPTS; attempt++) {
-        unsigned char random[TMP_RANDOM];
-        if (getrandom(random, sizeof(random), GRND_NONBLOCK) !=
-            (ssize_t)sizeof(random)) {
-            /* No entropy yet (early boot): the clock still varies enough,
-             * and O_EXCL makes a collision a retry, never a clobber. */
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            uint64_t x = (uint64_t)ts.tv_nsec * 2654435761u ^
-                         (uint64_t)getpid() << 20 ^ (uint64_t)attempt;
-            for (int i = 0; i < TMP_RANDOM; i++, x >>= 7) {
-                random[i] = (unsigned char)x;
-            }
-        }
-        for (int i = 0; i < TMP_RANDOM; i++) {
-            suffix[i] = alphabet[random[i] % (sizeof(alphabet) - 1)];
-        }
+        randomize_tmp_name(f, attempt);
         f->fd = openat(f->dir_fd, f->tmp_name,
                        O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
         if (f->fd >= 0) {
@@ -184,9 +209,35 @@ create_tmp(ps_gzfile *f)
     return fail(f, PS_EOS, EEXIST, "open");
 }
 
+/* Give the unnamed file its temporary name (link(2) cannot replace the
+ * target, rename(2) will). Through /proc/self/fd, which needs no privilege;
+ * AT_EMPTY_PATH is the fallback when /proc is not mounted. */
+static int
+link_unnamed(ps_gzfile *f)
+{
+    char proc_path[64];
+    snprintf(proc_path, sizeof(proc_path), "/proc/self/fd/%d", f->fd);
+    for (int attempt = 0; attempt < TMP_ATTEMPTS; attempt++) {
+        randomize_tmp_name(f, attempt);
+        int rc = linkat(AT_FDCWD, proc_path, f->dir_fd, f->tmp_name,
+                        AT_SYMLINK_FOLLOW);
+        if (rc < 0 && errno == ENOENT) {
+            rc = linkat(f->fd, "", f->dir_fd, f->tmp_name, AT_EMPTY_PATH);
+        }
+        if (rc == 0) {
+            f->tmp_created = 1;
+            return 0;
+        }
+        if (errno != EEXIST) {
+            return fail(f, PS_EOS, errno, "link");
+        }
+    }
+    return fail(f, PS_EOS, EEXIST, "link");
+}
+
 int
-ps_gzfile_open(const char *path, int level, ps_gzfile **out, int *os_errno,
-               const char **step)
+ps_gzfile_open(const char *path, int level, unsigned flags, ps_gzfile **out,
+               int *os_errno, const char **step)
 {
     int rc = 0;
     ps_gzfile *f = NULL;
@@ -213,7 +264,7 @@ ps_gzfile_open(const char *path, int level, ps_gzfile **out, int *os_errno,
     }
     f->dir_fd = -1;
     f->fd = -1;
-    if (open_dir(f, path) < 0 || create_tmp(f) < 0) {
+    if (open_dir(f, path) < 0 || create_tmp(f, flags) < 0) {
         goto error;
     }
     rc = deflateInit2(&f->zs, level == 0 ? Z_DEFAULT_COMPRESSION : level,
@@ -273,6 +324,9 @@ ps_gzfile_commit(ps_gzfile *f)
     }
     if (fsync(f->fd) < 0) {
         return fail(f, PS_EOS, errno, "fsync");
+    }
+    if (f->unnamed && link_unnamed(f) < 0) {
+        return f->code;
     }
     int fd = f->fd;
     f->fd = -1;

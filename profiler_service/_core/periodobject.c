@@ -219,20 +219,21 @@ find_thread(const ps_period *p, PyObject *thread)
 static PyObject *
 Period_collapsed(PeriodObject *self, PyObject *args, PyObject *kwargs)
 {
-    static char *keywords[] = {"thread", NULL};
+    static char *keywords[] = {"thread", "weighted", NULL};
     PyObject *thread = Py_None;
+    int weighted = 0;
     char *text = NULL;
     size_t len = 0;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O:collapsed", keywords,
-                                     &thread)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O$p:collapsed", keywords,
+                                     &thread, &weighted)) {
         return NULL;
     }
     int index = find_thread(self->period, thread);
     if (index == -2) {
         return NULL;
     }
-    int rc = ps_collapsed_render(self->period, index, &text, &len);
+    int rc = ps_collapsed_render(self->period, index, weighted, &text, &len);
     if (rc < 0) {
         return ps_raise(rc, "collapsed", NULL);
     }
@@ -311,8 +312,24 @@ Period_write(PeriodObject *self, PyObject *args, PyObject *kwargs)
     Py_END_ALLOW_THREADS
     if (rc < 0) {
         if (rc == PS_EOS) {
-            errno = err.os_errno;
-            PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path_obj);
+            /* OSError(errno, "strerror (step)", path): the constructor picks
+             * the subclass (FileNotFoundError, PermissionError, ...). */
+            PyObject *exc = PyObject_CallFunction(
+                PyExc_OSError, "isO", err.os_errno,
+                strerror(err.os_errno), path_obj);
+            if (exc != NULL) {
+                PyObject *message = PyUnicode_FromFormat(
+                    "%s (while writing: %s)", strerror(err.os_errno), err.what);
+                if (message != NULL) {
+                    PyObject_SetAttrString(exc, "strerror", message);
+                    Py_DECREF(message);
+                }
+                PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+                Py_DECREF(exc);
+            }
+        }
+        else if (rc == PS_ENOMEM) {
+            PyErr_NoMemory();
         }
         else {
             PyObject *path_repr = PyObject_Repr(path_obj);
@@ -427,8 +444,10 @@ static PyGetSetDef Period_getset[] = {
 static PyMethodDef Period_methods[] = {
     {"collapsed", (PyCFunction)(void (*)(void))Period_collapsed,
      METH_VARARGS | METH_KEYWORDS,
-     "collapsed(thread=None) -> str\n"
-     "Brendan Gregg collapsed stacks, the thread name as the root frame."},
+     "collapsed(thread=None, *, weighted=False) -> str\n"
+     "Brendan Gregg collapsed stacks, the thread name as the root frame; each\n"
+     "line ends with the sample count, or with weighted=True the CPU (or wall)\n"
+     "microseconds the samples stand for."},
     {"write", (PyCFunction)(void (*)(void))Period_write,
      METH_VARARGS | METH_KEYWORDS,
      "write(path, builds=None, meta=None, level=0)\n"

@@ -14,10 +14,10 @@
 #include <time.h>
 #include <unistd.h>
 #include <yajl/yajl_gen.h>
-#include <yajl/yajl_parse.h>
 
 #include "ps_error.h"
 #include "ps_gzfile.h"
+#include "ps_jsonreplay.h"
 #include "ps_procstat.h"
 
 /* Values emitted between two checks of the sticky errors inside a section. */
@@ -228,174 +228,29 @@ static const char *const own_meta_keys[] = {
     "max_depth", "weight_unit", "pid", "hostname", "cpu_count", "ram_kb",
 };
 
-typedef struct {
-    writer *w;
-    int emit;          /* 0: validate only */
-    int members_only;  /* meta: the top-level object's members, not itself */
-    int bad_shape;     /* the text parsed but is not what was asked for */
-    size_t depth;
-} replay;
-
-static int
-replay_continue(replay *r)
-{
-    return !r->bad_shape && !(r->emit && failed(r->w));
-}
-
-/* Every value event: refuse a scalar at the top, where an object (meta) or
- * an array (builds) must be. */
-static int
-replay_value(replay *r)
-{
-    if (r->depth == 0) {
-        r->bad_shape = 1;
-    }
-    return replay_continue(r);
-}
-
-static int
-on_null(void *ctx)
-{
-    replay *r = ctx;
-    if (replay_value(r) && r->emit) {
-        gen_ok(r->w, yajl_gen_null(r->w->gen));
-    }
-    return replay_continue(r);
-}
-
-static int
-on_boolean(void *ctx, int value)
-{
-    replay *r = ctx;
-    if (replay_value(r) && r->emit) {
-        gen_ok(r->w, yajl_gen_bool(r->w->gen, value));
-    }
-    return replay_continue(r);
-}
-
-static int
-on_number(void *ctx, const char *text, size_t len)
-{
-    replay *r = ctx;
-    if (replay_value(r) && r->emit) {
-        gen_ok(r->w, yajl_gen_number(r->w->gen, text, len));
-    }
-    return replay_continue(r);
-}
-
-static int
-on_string(void *ctx, const unsigned char *s, size_t len)
-{
-    replay *r = ctx;
-    if (replay_value(r) && r->emit) {
-        gen_ok(r->w, yajl_gen_string(r->w->gen, s, len));
-    }
-    return replay_continue(r);
-}
-
-static int
-on_map_key(void *ctx, const unsigned char *s, size_t len)
-{
-    replay *r = ctx;
-    if (r->members_only && r->depth == 1) {
-        for (size_t i = 0; i < sizeof(own_meta_keys) / sizeof(*own_meta_keys);
-             i++) {
-            if (strlen(own_meta_keys[i]) == len &&
-                memcmp(own_meta_keys[i], s, len) == 0) {
-                r->bad_shape = 1;
-            }
-        }
-    }
-    if (replay_continue(r) && r->emit) {
-        gen_ok(r->w, yajl_gen_string(r->w->gen, s, len));
-    }
-    return replay_continue(r);
-}
-
-static int
-on_open(replay *r, int is_map)
-{
-    if (r->depth == 0 && is_map != r->members_only) {
-        r->bad_shape = 1;
-    }
-    int skip = r->depth == 0 && r->members_only;
-    /* yajl's generator nests at most YAJL_MAX_DEPTH (128) levels, the
-     * document's own included: refuse deeper text while validating. */
-    if (++r->depth > MAX_EMBEDDED_DEPTH) {
-        r->bad_shape = 1;
-    }
-    if (!skip && replay_continue(r) && r->emit) {
-        gen_ok(r->w, is_map ? yajl_gen_map_open(r->w->gen)
-                            : yajl_gen_array_open(r->w->gen));
-    }
-    return replay_continue(r);
-}
-
-static int
-on_close(replay *r, int is_map)
-{
-    r->depth--;
-    int skip = r->depth == 0 && r->members_only;
-    if (!skip && replay_continue(r) && r->emit) {
-        gen_ok(r->w, is_map ? yajl_gen_map_close(r->w->gen)
-                            : yajl_gen_array_close(r->w->gen));
-    }
-    return replay_continue(r);
-}
-
-static int
-on_start_map(void *ctx)
-{
-    return on_open(ctx, 1);
-}
-
-static int
-on_end_map(void *ctx)
-{
-    return on_close(ctx, 1);
-}
-
-static int
-on_start_array(void *ctx)
-{
-    return on_open(ctx, 0);
-}
-
-static int
-on_end_array(void *ctx)
-{
-    return on_close(ctx, 0);
-}
-
-static const yajl_callbacks replay_callbacks = {
-    on_null, on_boolean, NULL, NULL, on_number, on_string,
-    on_start_map, on_map_key, on_end_map, on_start_array, on_end_array,
+static const ps_json_rules meta_rules = {
+    1, own_meta_keys, sizeof(own_meta_keys) / sizeof(*own_meta_keys),
+    MAX_EMBEDDED_DEPTH,
 };
 
-/* Parse `text` and, when `emit`, replay it into the generator: the members
- * of an object (`members_only`, for meta) or one array (builds). Returns 0,
- * or sets the writer's error: PS_EJSON with `what` for bad text, else the
- * generator's or the file's error. */
+static const ps_json_rules builds_rules = {0, NULL, 0, MAX_EMBEDDED_DEPTH};
+
 static int
-replay_json(writer *w, const char *text, size_t len, int members_only,
-            int emit, const char *what)
+replay_should_stop(void *ctx)
 {
-    replay r = {w, emit, members_only, 0, 0};
-    yajl_handle parser = yajl_alloc(&replay_callbacks, NULL, &r);
-    if (parser == NULL) {
-        set_error(w, PS_ENOMEM, what);
-        return w->code;
+    return failed((const writer *)ctx);
+}
+
+/* Replay `text` into the document; the texts were validated up front, so a
+ * failure here is the file's (reported by failed()) or the generator's. */
+static void
+put_embedded(writer *w, const char *text, size_t len,
+             const ps_json_rules *rules)
+{
+    int rc = ps_json_replay(text, len, rules, w->gen, replay_should_stop, w);
+    if (rc < 0 && !failed(w)) {
+        set_error(w, rc == PS_ENOMEM ? PS_ENOMEM : PS_EJSON, "generate");
     }
-    yajl_status status = yajl_parse(parser, (const unsigned char *)text, len);
-    if (status == yajl_status_ok) {
-        status = yajl_complete_parse(parser);
-    }
-    yajl_free(parser);
-    if (status != yajl_status_ok && !(emit && failed(w))) {
-        /* A syntax error or the wrong shape, not a failure while emitting. */
-        set_error(w, PS_EJSON, what);
-    }
-    return w->code;
 }
 
 /* ---- sections ------------------------------------------------------------ */
@@ -468,8 +323,7 @@ put_meta(writer *w, const ps_period *p, const ps_write_options *options)
     put_key_int(w, "cpu_count", cpus > 0 ? cpus : 1);
     put_key_u64(w, "ram_kb", ps_ram_kb());
     if (options->meta_json != NULL) {
-        replay_json(w, options->meta_json, options->meta_len, 1, 1,
-                    "meta_json");
+        put_embedded(w, options->meta_json, options->meta_len, &meta_rules);
     }
     end_map(w);
 }
@@ -639,8 +493,8 @@ put_builds(writer *w, const ps_write_options *options)
 {
     put_cstr(w, "builds");
     if (options->builds_json != NULL) {
-        replay_json(w, options->builds_json, options->builds_len, 0, 1,
-                    "builds_json");
+        put_embedded(w, options->builds_json, options->builds_len,
+                     &builds_rules);
     }
     else {
         begin_array(w);
@@ -713,16 +567,19 @@ ps_writer_write(const ps_period *period, const char *path,
     }
     /* Bad embedded JSON is the caller's mistake: refuse it before touching
      * the disk. */
-    if ((options->meta_json != NULL &&
-         replay_json(&w, options->meta_json, options->meta_len, 1, 0,
-                     "meta_json") < 0) ||
-        (options->builds_json != NULL &&
-         replay_json(&w, options->builds_json, options->builds_len, 0, 0,
-                     "builds_json") < 0)) {
-        set_result(err, w.code, 0, w.what);
-        return w.code;
+    if (options->meta_json != NULL &&
+        (rc = ps_json_replay(options->meta_json, options->meta_len,
+                             &meta_rules, NULL, NULL, NULL)) < 0) {
+        set_result(err, rc, 0, "meta_json");
+        return rc;
     }
-    rc = ps_gzfile_open(path, options->level, &w.file, &os_errno, &step);
+    if (options->builds_json != NULL &&
+        (rc = ps_json_replay(options->builds_json, options->builds_len,
+                             &builds_rules, NULL, NULL, NULL)) < 0) {
+        set_result(err, rc, 0, "builds_json");
+        return rc;
+    }
+    rc = ps_gzfile_open(path, options->level, 0, &w.file, &os_errno, &step);
     if (rc < 0) {
         set_result(err, rc, os_errno, step);
         return rc;

@@ -14,6 +14,9 @@
 #include "ps_test.h"
 #include "ps_testfs.h"
 
+/* Every test runs twice: with O_TMPFILE, then with a named temporary file. */
+static unsigned tmp_flags;
+
 /* `n` bytes of incompressible data (xorshift), so the output is as large as
  * the input. */
 static unsigned char *
@@ -59,10 +62,13 @@ test_round_trip(void)
 
     for (int level = 0; level <= 9; level += 3) {
         ps_gzfile *f = NULL;
-        CHECK(ps_gzfile_open(path, level, &f, NULL, NULL) == PS_OK);
+        CHECK(ps_gzfile_open(path, level, tmp_flags, &f, NULL, NULL) == PS_OK);
         CHECK(f != NULL);
-        int tmp;
-        CHECK(ps_test_dir_entries(dir, &tmp) >= 1 && tmp == 1);
+        /* While writing, the temporary file is unnamed (O_TMPFILE) or
+         * named and hidden. */
+        int tmp, named = tmp_flags & PS_GZFILE_NAMED_TMP ? 1 : 0;
+        CHECK(ps_test_dir_entries(dir, &tmp) == (level == 0 ? 0 : 1) + named);
+        CHECK(tmp == named);
         CHECK(write_pieces(f, data, n) == PS_OK);
         CHECK(ps_gzfile_write(f, "", 0) == PS_OK);
         CHECK(ps_gzfile_commit(f) == PS_OK);
@@ -92,7 +98,7 @@ test_compresses_and_empty(void)
     ps_test_mkdtemp(dir, sizeof(dir));
     snprintf(path, sizeof(path), "%s/empty.gz", dir);
     ps_gzfile *f = NULL;
-    CHECK(ps_gzfile_open(path, 0, &f, NULL, NULL) == PS_OK);
+    CHECK(ps_gzfile_open(path, 0, tmp_flags, &f, NULL, NULL) == PS_OK);
     CHECK(ps_gzfile_commit(f) == PS_OK);
     /* A second commit is a state error, not a second rename. */
     CHECK(ps_gzfile_commit(f) == PS_ESTATE);
@@ -104,7 +110,7 @@ test_compresses_and_empty(void)
 
     /* Repetitive text shrinks a lot: zlib really runs. */
     snprintf(path, sizeof(path), "%s/text.gz", dir);
-    CHECK(ps_gzfile_open(path, 9, &f, NULL, NULL) == PS_OK);
+    CHECK(ps_gzfile_open(path, 9, tmp_flags, &f, NULL, NULL) == PS_OK);
     for (int i = 0; i < 100000; i++) {
         ps_gzfile_write(f, "[1,2,3],", 8);
     }
@@ -127,7 +133,7 @@ test_bad_paths(void)
     const char *step = NULL;
 
     snprintf(path, sizeof(path), "%s/missing/out.gz", dir);
-    CHECK(ps_gzfile_open(path, 0, &f, &os_errno, &step) == PS_EOS);
+    CHECK(ps_gzfile_open(path, 0, tmp_flags, &f, &os_errno, &step) == PS_EOS);
     CHECK(f == NULL && os_errno == ENOENT && strcmp(step, "open dir") == 0);
 
     /* A regular file where a directory should be: ENOTDIR, even as root. */
@@ -135,14 +141,33 @@ test_bad_paths(void)
     FILE *fp = fopen(path, "w");
     fclose(fp);
     snprintf(path, sizeof(path), "%s/plain/out.gz", dir);
-    CHECK(ps_gzfile_open(path, 0, &f, &os_errno, &step) == PS_EOS);
+    CHECK(ps_gzfile_open(path, 0, tmp_flags, &f, &os_errno, &step) == PS_EOS);
     CHECK(os_errno == ENOTDIR);
 
     snprintf(path, sizeof(path), "%s/", dir);
-    CHECK(ps_gzfile_open(path, 0, &f, &os_errno, &step) == PS_EOS);
+    CHECK(ps_gzfile_open(path, 0, tmp_flags, &f, &os_errno, &step) == PS_EOS);
     CHECK(os_errno == EISDIR);
 
-    CHECK(ps_gzfile_open("x.gz", 10, &f, &os_errno, &step) == PS_EINVAL);
+    /* The rename itself fails (a directory holds the target's name): the
+     * temporary file, already named by then, is removed. */
+    snprintf(path, sizeof(path), "%s/sub", dir);
+    CHECK(mkdir(path, 0755) == 0);
+    snprintf(path, sizeof(path), "%s/sub/inside", dir);
+    fp = fopen(path, "w");
+    fclose(fp);
+    snprintf(path, sizeof(path), "%s/sub", dir);
+    CHECK(ps_gzfile_open(path, 0, tmp_flags, &f, NULL, NULL) == PS_OK);
+    CHECK(ps_gzfile_write(f, "data", 4) == PS_OK);
+    CHECK(ps_gzfile_commit(f) == PS_EOS);
+    CHECK(ps_gzfile_error(f, &os_errno, &step) == PS_EOS);
+    CHECK(os_errno == EISDIR && strcmp(step, "rename") == 0);
+    ps_gzfile_close(f);
+    snprintf(path, sizeof(path), "%s/sub/inside", dir);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/sub", dir);
+    rmdir(path);
+
+    CHECK(ps_gzfile_open("x.gz", 10, tmp_flags, &f, &os_errno, &step) == PS_EINVAL);
     CHECK(os_errno == 0 && strcmp(step, "level") == 0);
 
     int tmp;
@@ -172,7 +197,7 @@ test_full_disk(void)
     CHECK(setrlimit(RLIMIT_FSIZE, &small) == 0);
 
     ps_gzfile *f = NULL;
-    CHECK(ps_gzfile_open(path, 1, &f, NULL, NULL) == PS_OK);
+    CHECK(ps_gzfile_open(path, 1, tmp_flags, &f, NULL, NULL) == PS_OK);
     int rc = write_pieces(f, data, n);
     CHECK(rc == PS_EOS);
     /* Sticky: later writes and the commit report the same failure. */
@@ -196,7 +221,7 @@ test_full_disk(void)
     /* Room again: the retry succeeds. */
     CHECK(setrlimit(RLIMIT_FSIZE, &saved) == 0);
     signal(SIGXFSZ, old_handler);
-    CHECK(ps_gzfile_open(path, 1, &f, NULL, NULL) == PS_OK);
+    CHECK(ps_gzfile_open(path, 1, tmp_flags, &f, NULL, NULL) == PS_OK);
     CHECK(write_pieces(f, data, n) == PS_OK);
     CHECK(ps_gzfile_commit(f) == PS_OK);
     ps_gzfile_close(f);
@@ -211,12 +236,12 @@ test_full_disk(void)
 static void
 test_abandoned(void)
 {
-    /* Closing without commit (the writer gave up) removes the temp file. */
+    /* Closing without commit (the writer gave up) leaves nothing. */
     char dir[256], path[512];
     ps_test_mkdtemp(dir, sizeof(dir));
     snprintf(path, sizeof(path), "%s/out.gz", dir);
     ps_gzfile *f = NULL;
-    CHECK(ps_gzfile_open(path, 0, &f, NULL, NULL) == PS_OK);
+    CHECK(ps_gzfile_open(path, 0, tmp_flags, &f, NULL, NULL) == PS_OK);
     CHECK(ps_gzfile_write(f, "partial", 7) == PS_OK);
     ps_gzfile_close(f);
     int tmp;
@@ -228,10 +253,14 @@ test_abandoned(void)
 int
 main(void)
 {
-    RUN(test_round_trip);
-    RUN(test_compresses_and_empty);
-    RUN(test_bad_paths);
-    RUN(test_full_disk);
-    RUN(test_abandoned);
+    for (int named = 0; named <= 1; named++) {
+        tmp_flags = named ? PS_GZFILE_NAMED_TMP : 0;
+        printf("# %s temporary file\n", named ? "named" : "O_TMPFILE");
+        RUN(test_round_trip);
+        RUN(test_compresses_and_empty);
+        RUN(test_bad_paths);
+        RUN(test_full_disk);
+        RUN(test_abandoned);
+    }
     return ps_test_failures != 0;
 }

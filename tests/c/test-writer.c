@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "ps_error.h"
+#include "ps_jsonreplay.h"
 #include "ps_procstat.h"
 #include "ps_test.h"
 #include "ps_testfs.h"
@@ -281,9 +282,57 @@ test_os_failures(void)
     ps_test_rmdir(dir);
 }
 
+static int
+stop_now(void *ctx)
+{
+    return ++*(int *)ctx >= 3;
+}
+
+static int
+replay(const char *text, const ps_json_rules *rules, yajl_gen gen,
+       int (*stop)(void *), void *stop_ctx)
+{
+    return ps_json_replay(text, strlen(text), rules, gen, stop, stop_ctx);
+}
+
+static void
+test_json_replay(void)
+{
+    static const char *const reserved[] = {"pid"};
+    ps_json_rules members = {1, reserved, 1, 4}, array = {0, NULL, 0, 4};
+    const unsigned char *out;
+    size_t len;
+
+    yajl_gen gen = yajl_gen_alloc(NULL);
+    yajl_gen_map_open(gen);
+    yajl_gen_string(gen, (const unsigned char *)"own", 3);
+    yajl_gen_integer(gen, 1);
+    CHECK(replay("{\"a\": [true, 2.50], \"b\": {\"pid\": \"ok\"}}", &members, gen, NULL, NULL) == PS_OK);
+    yajl_gen_map_close(gen);
+    yajl_gen_get_buf(gen, &out, &len);
+    static const char expected[] = "{\"own\":1,\"a\":[true,2.50],\"b\":{\"pid\":\"ok\"}}";
+    CHECK(len == strlen(expected) && memcmp(out, expected, len) == 0);
+    yajl_gen_free(gen);
+
+    /* Rules: shape, reserved keys at the top only, depth. */
+    CHECK(replay("{\"pid\": 1}", &members, NULL, NULL, NULL) == PS_EJSON);
+    CHECK(replay("[]", &members, NULL, NULL, NULL) == PS_EJSON);
+    CHECK(replay("{}", &array, NULL, NULL, NULL) == PS_EJSON);
+    CHECK(replay("[[[[]]]]", &array, NULL, NULL, NULL) == PS_OK);
+    CHECK(replay("[[[[[]]]]]", &array, NULL, NULL, NULL) == PS_EJSON);
+
+    /* stop() ends the replay early: the writer's file failed. */
+    int calls = 0;
+    gen = yajl_gen_alloc(NULL);
+    CHECK(replay("[1, 2, 3, 4, 5]", &array, gen, stop_now, &calls) == PS_ESTATE);
+    CHECK(calls == 3);
+    yajl_gen_free(gen);
+}
+
 int
 main(void)
 {
+    RUN(test_json_replay);
     RUN(test_exact_document);
     RUN(test_defaults_and_frequency);
     RUN(test_bad_embedded_json);
