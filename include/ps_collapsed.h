@@ -11,9 +11,11 @@
 
 /* Render the lines for thread index `thread`, or for every thread when
  * `thread` < 0, into a malloc'ed NUL-terminated buffer stored in *out (its
- * length in *out_len). Lines are sorted by thread index, then stack id.
- * Returns 0 or PS_ENOMEM. The caller frees *out. */
-int ps_collapsed_render(const ps_period *p, int thread, char **out,
-                        size_t *out_len);
+ * length in *out_len). Lines are sorted by thread index, then stack id. The
+ * number ending a line is the sample count, or with `weighted` the sum of the
+ * samples' weights in microseconds. Returns 0 or PS_ENOMEM. The caller frees
+ * *out. */
+int ps_collapsed_render(const ps_period *p, int thread, int weighted,
+                        char **out, size_t *out_len);
 
 #endif /* PS_COLLAPSED_H */

@@ -98,6 +98,14 @@ int ps_period_add_sample(ps_period *p, int64_t now_ns, uint16_t thread,
 int ps_period_add_load(ps_period *p, int64_t now_ns, uint32_t cpu_permille,
                        uint64_t rss_kb);
 
+/* A new period holding `n` finished periods of one process, in time order,
+ * as if they had been recorded as one: threads matched by (ident, native id),
+ * frames and stacks re-interned, sample and load times re-based, counters
+ * summed. Settings come from the first period, the stack cap is the largest.
+ * Returns 0 with the new period in *out, PS_EINVAL (n == 0 or out of order)
+ * or PS_ENOMEM. The sources are only read. */
+int ps_period_concat(ps_period *const *periods, size_t n, ps_period **out);
+
 /* Milliseconds the period spans (to now while it is active). */
 int64_t ps_period_duration_ms(const ps_period *p);
 

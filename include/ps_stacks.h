@@ -66,6 +66,11 @@ int ps_stacks_frame(ps_stacks *s, const char *name, size_t name_len,
 int ps_stacks_insert(ps_stacks *s, const uint32_t *frames, size_t n,
                      uint32_t *node_id);
 
+/* The child of node `parent` (PS_NO_PARENT for root level) for `frame_id`,
+ * created when missing, in *node_id. Same returns as ps_stacks_insert. */
+int ps_stacks_child(ps_stacks *s, uint32_t parent, uint32_t frame_id,
+                    uint32_t *node_id);
+
 static inline uint32_t
 ps_stacks_node_count(const ps_stacks *s)
 {

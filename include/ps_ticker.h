@@ -9,10 +9,20 @@
 #include <stdint.h>
 
 /* Install the handler and arm the timer for `mode` (PS_MODE_*) at
- * `interval_ns`. Refuses (PS_ESTATE) when the signal already has a handler
- * that is not ours, so we never silently replace an application's handler.
+ * `interval_ns`. Refuses (PS_ESTATE) when the signal already has a handler,
+ * so we never silently replace an application's, unless `replace` says the
+ * caller installed the one there (CPython's, for the main-thread route).
  * Returns 0, PS_ESTATE or PS_EOS (errno set). */
-int ps_ticker_start(int mode, int64_t interval_ns);
+int ps_ticker_start(int mode, int64_t interval_ns, int replace);
+
+/* Called, in the signal handler, when a tick signal comes from this process
+ * through ps_ticker_poke rather than from the timer: it runs on the poked
+ * thread and must be async-signal-safe. NULL: pokes count as ticks. */
+void ps_ticker_set_poke_handler(void (*handler)(void));
+
+/* Send `signum` to kernel thread `tid` of this process (tgkill). Returns 0
+ * or PS_EOS. */
+int ps_ticker_poke(long tid, int signum);
 
 /* Disarm the timer first, then ignore the signal (discarding one already
  * pending), then restore the disposition found at start. Idempotent. */
@@ -22,6 +32,11 @@ void ps_ticker_stop(void);
  * ps_ticker_wake() was called. Returns the number of ticks consumed (0 on a
  * timeout or a wake-up). Called by the sampler thread only. */
 uint64_t ps_ticker_wait(int64_t deadline_ns);
+
+/* Consume ticks posted since the last wait without blocking; returns their
+ * number. The sampler calls it after a walk: ticks that arrived while it
+ * waited for the GIL are covered by that walk (weights are CPU deltas). */
+uint64_t ps_ticker_drain(void);
 
 /* Wake ps_ticker_wait() now. Async-signal-safe. */
 void ps_ticker_wake(void);

@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import math
 import os
+import signal
 import threading
 from typing import Iterable, Optional
 
@@ -23,6 +24,11 @@ MODES = {"prof": 0, "virtual": 1, "real": 2}
 
 MAX_FREQUENCY = 10000
 
+# The signal each mode's ticks are routed through to the main thread. In the
+# CPU modes it is the timer's own signal; real mode arms no timer and only
+# uses SIGALRM's slot in CPython's handler table (never delivered by us).
+_TRIP_SIGNALS = {"prof": signal.SIGPROF, "virtual": signal.SIGVTALRM, "real": signal.SIGALRM}
+
 DEFAULT_IDLE_FRAMES: tuple[str, ...] = (
     # Twisted reactors waiting for I/O.
     "twisted/internet/epollreactor.py:EPollReactor.doPoll",
@@ -31,6 +37,7 @@ DEFAULT_IDLE_FRAMES: tuple[str, ...] = (
     "twisted/internet/kqreactor.py:KQueueReactor.doKEvent",
     # The standard library's selectors (asyncio and the asyncio reactor).
     "selectors.py:_PollLikeSelector.select",
+    "selectors.py:EpollSelector.select",
     "selectors.py:SelectSelector.select",
     "selectors.py:KqueueSelector.select",
     # Threads parked on a lock, a condition, an event or a queue.
@@ -131,6 +138,7 @@ class Profiler:
         self.max_stacks = _check_int("max_stacks", max_stacks, 16, 50_000_000)
         self.max_samples = _check_int("max_samples", max_samples, 1, 1 << 40)
         self.period: Optional[_core.Period] = None
+        self._trip: Optional[tuple[int, object]] = None  # (signum, previous handler)
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
@@ -142,7 +150,14 @@ class Profiler:
         return _owner is self and _core.is_running()
 
     def start(self) -> None:
-        """Arm the sampler. RuntimeError if a sampler already runs here."""
+        """Arm the sampler. RuntimeError if a sampler already runs here.
+
+        Started from the main thread, ticks that find the main thread on the
+        CPU are handled by the main thread itself, through CPython's handler
+        for the mode's signal (SIGPROF, SIGVTALRM, or SIGALRM's slot in real
+        mode): its stack is then taken where the tick found it. Started from
+        another thread, every walk is done by the sampler thread.
+        """
         global _owner
         with _owner_lock:
             if _core.is_running():
@@ -150,15 +165,49 @@ class Profiler:
                     "a profiler is already running in this process "
                     "(one sampler per process); stop it first"
                 )
-            _core.start(
-                mode=MODES[self.mode],
-                frequency=self.frequency,
-                max_depth=self.max_depth,
-                max_stacks=self.max_stacks,
-                max_samples=self.max_samples,
-                idle=self._idle_pairs,
-            )
+            self._trip = self._install_trip()
+            try:
+                _core.start(
+                    mode=MODES[self.mode],
+                    frequency=self.frequency,
+                    max_depth=self.max_depth,
+                    max_stacks=self.max_stacks,
+                    max_samples=self.max_samples,
+                    idle=self._idle_pairs,
+                    main_tid=threading.main_thread().native_id if self._trip else 0,
+                    trip_signum=self._trip[0] if self._trip else 0,
+                )
+            except BaseException:
+                self._restore_trip()
+                raise
             _owner = self
+
+    def _install_trip(self) -> Optional[tuple[int, object]]:
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        signum = _TRIP_SIGNALS[self.mode]
+        current = signal.getsignal(signum)
+        free = current in (signal.SIG_DFL, signal.SIG_IGN, _core._main_tick)
+        if not free:
+            if self.mode == "real":
+                return None  # SIGALRM is the application's: walk from the sampler only
+            raise RuntimeError(
+                f"signal {signal.Signals(signum).name} already has a handler installed by the "
+                "application; refusing to replace it (use mode='real')"
+            )
+        previous = signal.signal(signum, _core._main_tick)
+        # The sampler pokes the main thread with this signal: let interrupted
+        # system calls restart (epoll_wait never does; Python retries it).
+        signal.siginterrupt(signum, False)
+        return signum, previous
+
+    def _restore_trip(self) -> None:
+        if self._trip is not None:
+            signum, previous = self._trip
+            self._trip = None
+            if previous is _core._main_tick or previous is None:
+                previous = signal.SIG_DFL
+            signal.signal(signum, previous)
 
     def _check_owner(self) -> None:
         if not self.running:
@@ -175,7 +224,10 @@ class Profiler:
         with _owner_lock:
             self._check_owner()
             _owner = None
-            self.period = _core.stop()
+            try:
+                self.period = _core.stop()
+            finally:
+                self._restore_trip()
             return self.period
 
     def status(self) -> Optional[dict]:
@@ -200,7 +252,10 @@ def _stop_at_exit() -> None:
     # Taking the GIL during finalization kills the sampler thread: stop it
     # while the interpreter is still whole.
     global _owner
-    if _core.is_running():
+    owner = _owner
+    if owner is not None and owner.running:
+        owner.stop()
+    elif _core.is_running():
         _core.stop()
     _owner = None
 

@@ -31,6 +31,9 @@ PyObject *ps_period_wrap(PyObject *module, ps_period *period);
 
 extern PyType_Spec ps_period_spec;
 
+/* _core.concat(periods) -> Period (periodobject.c). */
+PyObject *ps_period_concat_py(PyObject *module, PyObject *periods);
+
 /* Sampler functions exposed by the module (sampler.c). */
 extern PyMethodDef ps_sampler_methods[];
 

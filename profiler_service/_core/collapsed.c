@@ -79,19 +79,24 @@ put_frame(buf *b, const ps_stacks *stacks, uint32_t frame_id)
     buf_put(b, line, (size_t)n);
 }
 
+typedef struct {
+    uint64_t key;     /* thread << 32 | leaf node */
+    uint64_t weight;  /* microseconds */
+} keyed;
+
 static int
-compare_u64(const void *a, const void *b)
+compare_keyed(const void *a, const void *b)
 {
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    uint64_t x = ((const keyed *)a)->key, y = ((const keyed *)b)->key;
     return (x > y) - (x < y);
 }
 
 int
-ps_collapsed_render(const ps_period *p, int thread, char **out,
+ps_collapsed_render(const ps_period *p, int thread, int weighted, char **out,
                     size_t *out_len)
 {
     const ps_stacks *stacks = &p->stacks;
-    uint64_t *keys = NULL;
+    keyed *keys = NULL;
     uint32_t *path = NULL;
     size_t n_keys = 0;
     buf b = {0};
@@ -105,17 +110,20 @@ ps_collapsed_render(const ps_period *p, int thread, char **out,
     for (size_t i = 0; i < p->samples.len; i++) {
         const ps_sample *s = ps_vec_at(&p->samples, i);
         if (thread < 0 || s->thread == (uint16_t)thread) {
-            keys[n_keys++] = ((uint64_t)s->thread << 32) | s->node;
+            keys[n_keys].key = ((uint64_t)s->thread << 32) | s->node;
+            keys[n_keys++].weight = s->weight_us;
         }
     }
-    qsort(keys, n_keys, sizeof(*keys), compare_u64);
+    qsort(keys, n_keys, sizeof(*keys), compare_keyed);
     for (size_t i = 0; i < n_keys;) {
         size_t run = 1;
-        while (i + run < n_keys && keys[i + run] == keys[i]) {
+        uint64_t weight = keys[i].weight;
+        while (i + run < n_keys && keys[i + run].key == keys[i].key) {
+            weight += keys[i + run].weight;
             run++;
         }
-        const ps_thread *t = ps_period_thread(p, (uint16_t)(keys[i] >> 32));
-        uint32_t node = (uint32_t)keys[i];
+        const ps_thread *t = ps_period_thread(p, (uint16_t)(keys[i].key >> 32));
+        uint32_t node = (uint32_t)keys[i].key;
         size_t depth = 0;
         while (node != PS_NO_PARENT && depth < p->max_depth + 2) {
             const ps_node *n = ps_stacks_node(stacks, node);
@@ -128,7 +136,8 @@ ps_collapsed_render(const ps_period *p, int thread, char **out,
             put_frame(&b, stacks, path[--depth]);
         }
         char count[32];
-        int len = snprintf(count, sizeof(count), " %zu\n", run);
+        int len = snprintf(count, sizeof(count), " %llu\n",
+                           (unsigned long long)(weighted ? weight : run));
         buf_put(&b, count, (size_t)len);
         i += run;
     }

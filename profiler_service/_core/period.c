@@ -175,3 +175,160 @@ ps_mode_name(int mode)
     }
     return "unknown";
 }
+
+/* Append `src` to `dst`: the body of ps_period_concat. `map` has room for
+ * max(frames, nodes, threads) of src. */
+static int
+append_period(ps_period *dst, const ps_period *src, uint32_t *map)
+{
+    const ps_stacks *from = &src->stacks;
+    ps_stacks *to = &dst->stacks;
+    uint32_t *node_map = NULL;
+    int rc = PS_OK;
+
+    /* Frames: re-intern by content. */
+    for (uint32_t i = 0; i < ps_stacks_frame_count(from); i++) {
+        const ps_frame *f = ps_stacks_frame_at(from, i);
+        const ps_str *name = ps_strtab_get(&from->names, f->name);
+        const ps_str *file = ps_strtab_get(&from->files, f->file);
+        if ((rc = ps_stacks_frame(to, name->ptr, name->len, file->ptr,
+                                  file->len, f->line, f->flags, &map[i])) < 0) {
+            return rc;
+        }
+    }
+    /* Nodes: parents come before children, so one pass maps them all. */
+    uint32_t n_nodes = ps_stacks_node_count(from);
+    node_map = malloc((n_nodes ? n_nodes : 1) * sizeof(*node_map));
+    if (node_map == NULL) {
+        return PS_ENOMEM;
+    }
+    for (uint32_t i = 0; i < n_nodes; i++) {
+        const ps_node *node = ps_stacks_node(from, i);
+        uint32_t parent = node->parent == PS_NO_PARENT ? PS_NO_PARENT
+                                                       : node_map[node->parent];
+        if (i == from->overflow_node) {
+            node_map[i] = to->overflow_node;
+            continue;
+        }
+        if (parent == to->overflow_node) {
+            node_map[i] = to->overflow_node;  /* below a full table */
+            continue;
+        }
+        rc = ps_stacks_child(to, parent, map[node->frame], &node_map[i]);
+        if (rc == PS_EFULL) {
+            rc = PS_OK;  /* samples land on "[stack table full]" */
+        }
+        else if (rc < 0) {
+            goto done;
+        }
+    }
+    /* Threads. */
+    for (size_t i = 0; i < src->threads.len; i++) {
+        const ps_thread *t = ps_period_thread(src, (uint16_t)i);
+        size_t j;
+        for (j = 0; j < dst->threads.len; j++) {
+            const ps_thread *d = ps_period_thread(dst, (uint16_t)j);
+            if (d->ident == t->ident && d->native_id == t->native_id &&
+                strcmp(d->name, t->name) == 0) {
+                break;
+            }
+        }
+        if (j < dst->threads.len) {
+            map[i] = (uint32_t)j;
+            continue;
+        }
+        uint16_t index;
+        if ((rc = ps_period_add_thread(dst, t->ident, t->native_id, t->name,
+                                       strlen(t->name), &index)) < 0) {
+            goto done;
+        }
+        map[i] = index;
+    }
+    /* Samples and load, re-based on dst's start. */
+    for (size_t i = 0; i < src->samples.len; i++) {
+        const ps_sample *s = ps_vec_at(&src->samples, i);
+        int64_t at = src->start_mono_ns + (int64_t)s->t_ms * 1000000;
+        uint32_t node = node_map[s->node];
+        if (node == to->overflow_node && s->node != from->overflow_node) {
+            dst->stats.truncated++;
+        }
+        if ((rc = ps_period_add_sample(dst, at, (uint16_t)map[s->thread], node,
+                                       s->weight_us)) < 0) {
+            goto done;
+        }
+    }
+    for (size_t i = 0; i < src->load.len; i++) {
+        const ps_load *l = ps_vec_at(&src->load, i);
+        int64_t at = src->start_mono_ns + (int64_t)l->t_ms * 1000000;
+        if ((rc = ps_period_add_load(dst, at, l->cpu_permille, l->rss_kb)) < 0) {
+            goto done;
+        }
+    }
+    dst->stats.ticks += src->stats.ticks;
+    dst->stats.missed += src->stats.missed;
+    dst->stats.idle += src->stats.idle;
+    dst->stats.truncated += src->stats.truncated;
+    dst->stats.dropped += src->stats.dropped;
+    dst->stats.sampling_ns += src->stats.sampling_ns;
+    /* stats.samples was counted by ps_period_add_sample. */
+done:
+    free(node_map);
+    return rc;
+}
+
+int
+ps_period_concat(ps_period *const *periods, size_t n, ps_period **out)
+{
+    ps_period *dst = NULL;
+    uint32_t *map = NULL;
+    uint32_t max_nodes = 0;
+    size_t map_len = 1;
+    int rc = PS_EINVAL;
+
+    *out = NULL;
+    if (n == 0) {
+        return PS_EINVAL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const ps_period *p = periods[i];
+        if (i > 0 && p->start_mono_ns < periods[i - 1]->start_mono_ns) {
+            return PS_EINVAL;
+        }
+        if (p->stacks.max_nodes > max_nodes) {
+            max_nodes = p->stacks.max_nodes;
+        }
+        size_t need = ps_stacks_frame_count(&p->stacks);
+        if (p->threads.len > need) {
+            need = p->threads.len;
+        }
+        if (need > map_len) {
+            map_len = need;
+        }
+    }
+    dst = ps_period_new(periods[0]->mode, periods[0]->frequency_mhz,
+                        periods[0]->max_depth, max_nodes);
+    map = malloc(map_len * sizeof(*map));
+    if (dst == NULL || map == NULL) {
+        rc = PS_ENOMEM;
+        goto error;
+    }
+    dst->pid = periods[0]->pid;
+    dst->start_unix_ms = periods[0]->start_unix_ms;
+    dst->start_mono_ns = periods[0]->start_mono_ns;
+    for (size_t i = 0; i < n; i++) {
+        if ((rc = append_period(dst, periods[i], map)) < 0) {
+            goto error;
+        }
+    }
+    const ps_period *last = periods[n - 1];
+    dst->end_mono_ns = last->end_mono_ns ? last->end_mono_ns : last->start_mono_ns;
+    dst->end_unix_ms = dst->start_unix_ms +
+                       (dst->end_mono_ns - dst->start_mono_ns) / 1000000;
+    free(map);
+    *out = dst;
+    return PS_OK;
+error:
+    free(map);
+    ps_period_free(dst);
+    return rc;
+}

@@ -219,20 +219,21 @@ find_thread(const ps_period *p, PyObject *thread)
 static PyObject *
 Period_collapsed(PeriodObject *self, PyObject *args, PyObject *kwargs)
 {
-    static char *keywords[] = {"thread", NULL};
+    static char *keywords[] = {"thread", "weighted", NULL};
     PyObject *thread = Py_None;
+    int weighted = 0;
     char *text = NULL;
     size_t len = 0;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O:collapsed", keywords,
-                                     &thread)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O$p:collapsed", keywords,
+                                     &thread, &weighted)) {
         return NULL;
     }
     int index = find_thread(self->period, thread);
     if (index == -2) {
         return NULL;
     }
-    int rc = ps_collapsed_render(self->period, index, &text, &len);
+    int rc = ps_collapsed_render(self->period, index, weighted, &text, &len);
     if (rc < 0) {
         return ps_raise(rc, "collapsed", NULL);
     }
@@ -332,6 +333,57 @@ error:
     return result;
 }
 
+PyObject *
+ps_period_concat_py(PyObject *module, PyObject *periods)
+{
+    ps_state *state = ps_get_state(module);
+    PyObject *seq = NULL, *result = NULL;
+    ps_period **items = NULL;
+    ps_period *merged = NULL;
+    int rc;
+
+    seq = PySequence_Fast(periods, "concat() takes a sequence of Periods");
+    if (seq == NULL) {
+        return NULL;
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (n == 0) {
+        PyErr_SetString(PyExc_ValueError, "concat() needs at least one Period");
+        goto error;
+    }
+    items = PyMem_Malloc((size_t)n * sizeof(*items));
+    if (items == NULL) {
+        PyErr_NoMemory();
+        goto error;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
+        if (!PyObject_TypeCheck(item, state->period_type)) {
+            PyErr_Format(PyExc_TypeError, "concat() item %zd is not a Period", i);
+            goto error;
+        }
+        items[i] = ((PeriodObject *)item)->period;
+    }
+    /* The sources are immutable and `seq` keeps them alive. */
+    Py_BEGIN_ALLOW_THREADS
+    rc = ps_period_concat(items, (size_t)n, &merged);
+    Py_END_ALLOW_THREADS
+    if (rc == PS_EINVAL) {
+        PyErr_SetString(PyExc_ValueError,
+                        "concat() needs Periods in time order");
+        goto error;
+    }
+    if (rc < 0) {
+        ps_raise(rc, "concat", NULL);
+        goto error;
+    }
+    result = ps_period_wrap(module, merged);
+error:
+    PyMem_Free(items);
+    Py_DECREF(seq);
+    return result;
+}
+
 static Py_ssize_t
 Period_len(PeriodObject *self)
 {
@@ -376,8 +428,10 @@ static PyGetSetDef Period_getset[] = {
 static PyMethodDef Period_methods[] = {
     {"collapsed", (PyCFunction)(void (*)(void))Period_collapsed,
      METH_VARARGS | METH_KEYWORDS,
-     "collapsed(thread=None) -> str\n"
-     "Brendan Gregg collapsed stacks, the thread name as the root frame."},
+     "collapsed(thread=None, *, weighted=False) -> str\n"
+     "Brendan Gregg collapsed stacks, the thread name as the root frame; each\n"
+     "line ends with the sample count, or with weighted=True the CPU (or wall)\n"
+     "microseconds the samples stand for."},
     {"write", (PyCFunction)(void (*)(void))Period_write,
      METH_VARARGS | METH_KEYWORDS,
      "write(path, builds=None, meta=None, level=0)\n"

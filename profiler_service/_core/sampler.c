@@ -1,16 +1,30 @@
-/* The one process-wide sampler: a native thread that waits for ticks, takes
- * the GIL, walks every Python thread with the public frame API, drops idle
- * threads, folds the rest into the active period, and records the load series
- * once a second. Python calls start/rotate/stop with the GIL held; the active
- * period is touched by the sampler only with the GIL held (samples) or under
- * load_lock (load points), so rotate() is an O(1) swap under both. */
+/* The one process-wide sampler: a native thread that waits for ticks, has
+ * every Python thread walked with the public frame API while the GIL is held,
+ * drops idle threads, folds the rest into the active period, and records the
+ * load series once a second. Python calls start/rotate/stop with the GIL
+ * held; the active period is touched only with the GIL held (samples) or
+ * under load_lock (load points), so rotate() is an O(1) swap under both.
+ *
+ * Who walks. Every tick wakes the sampler thread, which waits a random
+ * fraction of the interval (CPU timers fire on the scheduler's tick grid, and
+ * a rigid grid of sample times aliases with periodic work). Then, if the main
+ * thread (the reactor of a Buildbot master) used the CPU since the last tick,
+ * the sampler pokes it with the trip signal (tgkill); on the main thread the
+ * handler trips CPython's signal machinery (PyErr_SetInterruptEx, which only
+ * reaches the eval loop when called on the main thread), and the main thread
+ * runs _main_tick at its next bytecode boundary and walks every thread there,
+ * its own stack taken where it was running, with no GIL hand-off. Otherwise the sampler thread takes the GIL and walks. Taking the
+ * GIL from a busy thread samples it where it lets go of the GIL (often an
+ * I/O call, after up to the 5 ms switch interval): that bias is why a busy
+ * main thread walks itself. Each sample is weighted by the CPU (or wall) time
+ * since that thread's previous one, so a late or redundant walk shifts no
+ * weight. */
 #define _GNU_SOURCE
 #include "binding.h"
 
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +34,7 @@
 #include "ps_ticker.h"
 
 #define LOAD_INTERVAL_NS 1000000000LL
+#define MAX_JITTER_NS 5000000LL
 #define NAME_MAX_BYTES 200
 
 typedef struct {
@@ -73,6 +88,10 @@ static struct {
     size_t n_idle;
     uint32_t *stack_buf;        /* Owned; max_depth + 1 frame ids */
     int64_t last_tick_ns;
+    long main_tid;              /* kernel TID of the main thread, 0 = no trip route */
+    int trip_signum;            /* the signal whose Python handler is _main_tick */
+    int64_t main_cpu_ns;        /* main thread's CPU at the last tick */
+    atomic_uint_fast64_t main_ticks;  /* ticks handed to the main thread */
     int64_t load_cpu_ns;
     int64_t load_wall_ns;
     uint64_t rng;
@@ -502,19 +521,54 @@ sample_load(int64_t now_ns)
     pthread_mutex_unlock(&S.load_lock);
 }
 
+/* Uniform in [0, bound) from a xorshift generator (bound <= 0 gives 0). */
+static int64_t
+random_below(int64_t bound)
+{
+    S.rng ^= S.rng << 13;
+    S.rng ^= S.rng >> 7;
+    S.rng ^= S.rng << 17;
+    return bound > 0 ? (int64_t)(S.rng % (uint64_t)bound) : 0;
+}
+
 /* Next real-mode tick: the interval with +-10 % jitter, so we do not alias
  * with LoopingCalls that run at round frequencies. */
 static int64_t
 jittered_interval(void)
 {
-    S.rng ^= S.rng << 13;
-    S.rng ^= S.rng >> 7;
-    S.rng ^= S.rng << 17;
     int64_t spread = S.interval_ns / 5;
-    if (spread <= 0) {
-        return S.interval_ns;
+    return S.interval_ns - spread / 2 + random_below(spread);
+}
+
+/* In the signal handler, on the main thread: mark trip_signum pending, so
+ * the main thread runs _main_tick at its next bytecode boundary. */
+static void
+on_poke(void)
+{
+    PyErr_SetInterruptEx(S.trip_signum);
+}
+
+/* Ask the main thread to walk. In the CPU modes the trip signal's handler is
+ * ours (on_poke); in real mode it is CPython's, which trips itself. */
+static void
+trip_main(uint64_t ticks)
+{
+    atomic_fetch_add(&S.main_ticks, ticks);
+    if (ps_ticker_poke(S.main_tid, S.trip_signum) < 0) {
+        atomic_fetch_sub(&S.main_ticks, ticks);  /* the main thread is gone */
     }
-    return S.interval_ns - spread / 2 + (int64_t)(S.rng % (uint64_t)spread);
+}
+
+/* Did the main thread use the CPU since the last tick? Then it is asked to
+ * walk at its next bytecode; otherwise it waits (for I/O, for the GIL) and
+ * the sampler thread walks. */
+static int
+main_is_busy(void)
+{
+    int64_t cpu = ps_thread_cpu_ns((uint64_t)S.main_tid);
+    int busy = cpu >= 0 && cpu - S.main_cpu_ns > S.interval_ns / 10;
+    S.main_cpu_ns = cpu;
+    return busy;
 }
 
 static void *
@@ -550,12 +604,33 @@ sampler_main(void *arg)
         if (ticks == 0) {
             continue;
         }
+        if (!real) {
+            /* CPU timers fire on the scheduler's tick grid and the GIL wait
+             * is a fixed 5 ms, so sample times would form a rigid grid that
+             * aliases with periodic work. A random delay breaks it. */
+            int64_t spread = S.interval_ns / 2 < MAX_JITTER_NS ? S.interval_ns / 2
+                                                               : MAX_JITTER_NS;
+            int64_t until = now + random_below(spread);
+            while (ps_mono_ns() < until && !atomic_load(&S.stopping)) {
+                ticks += ps_ticker_wait(until);
+            }
+            if (atomic_load(&S.stopping)) {
+                break;
+            }
+        }
+        if (S.main_tid != 0 && main_is_busy()) {
+            trip_main(ticks);
+            continue;
+        }
         if (_Py_IsFinalizing()) {
             break;  /* taking the GIL now would kill or hang this thread */
         }
         PyEval_RestoreThread(ts);
         if (!atomic_load(&S.stopping)) {
             sample_all(ticks, 0);
+            /* Ticks that came in while we waited for the GIL are covered by
+             * this walk: weights are time since each thread's last sample. */
+            S.active->stats.missed += ps_ticker_drain();
         }
         ts = PyEval_SaveThread();
     }
@@ -661,16 +736,19 @@ static PyObject *
 sampler_start(PyObject *module, PyObject *args, PyObject *kwargs)
 {
     static char *keywords[] = {"mode", "frequency", "max_depth", "max_stacks",
-                               "max_samples", "idle", NULL};
-    int mode;
+                               "max_samples", "idle", "main_tid", "trip_signum",
+                               NULL};
+    int mode, trip_signum = 0;
     double frequency;
     unsigned int max_depth, max_stacks;
     unsigned long long max_samples;
+    long main_tid = 0;
     PyObject *idle;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "idIIKO:start", keywords,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "idIIKO|li:start", keywords,
                                      &mode, &frequency, &max_depth, &max_stacks,
-                                     &max_samples, &idle)) {
+                                     &max_samples, &idle, &main_tid,
+                                     &trip_signum)) {
         return NULL;
     }
     if (S.running) {
@@ -699,6 +777,9 @@ sampler_start(PyObject *module, PyObject *args, PyObject *kwargs)
     S.max_samples = max_samples;
     S.interp = PyInterpreterState_Get();
     S.rng = (uint64_t)ps_mono_ns() | 1;
+    S.main_tid = trip_signum > 0 ? main_tid : 0;
+    S.trip_signum = trip_signum;
+    S.main_cpu_ns = S.main_tid ? ps_thread_cpu_ns((uint64_t)S.main_tid) : 0;
     if (set_idle(idle) < 0) {
         return NULL;
     }
@@ -718,7 +799,11 @@ sampler_start(PyObject *module, PyObject *args, PyObject *kwargs)
     S.load_wall_ns = ps_mono_ns();
     S.load_cpu_ns = ps_process_cpu_ns();
 
-    int rc = ps_ticker_start(mode, S.interval_ns);
+    atomic_store(&S.main_ticks, 0);
+    ps_ticker_set_poke_handler(S.main_tid ? on_poke : NULL);
+    /* With the main-thread route the caller has just put CPython's handler
+     * on the timer signal; ours replaces it at the C level. */
+    int rc = ps_ticker_start(mode, S.interval_ns, S.main_tid != 0);
     if (rc < 0) {
         int saved_errno = errno;
         release_all();
@@ -732,15 +817,11 @@ sampler_start(PyObject *module, PyObject *args, PyObject *kwargs)
         errno = saved_errno;
         return ps_raise(rc, "start", NULL);
     }
-    /* The sampler thread starts with the timer signals blocked. */
-    sigset_t all, old;
-    sigemptyset(&all);
-    sigaddset(&all, SIGPROF);
-    sigaddset(&all, SIGVTALRM);
-    sigaddset(&all, SIGALRM);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
+    /* The sampler thread does not block the timer signals: the kernel sends
+     * them to the thread that was running, and one blocked there would be
+     * redirected to another thread, perhaps a sleeping one that it would
+     * wake (and charge with CPU). Its own waits retry on EINTR. */
     int err = pthread_create(&S.thread, NULL, sampler_main, NULL);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (err != 0) {
         ps_ticker_stop();
         release_all();
@@ -829,6 +910,26 @@ sampler_status(PyObject *module, PyObject *unused)
         (Py_ssize_t)ps_period_heap_bytes(p));
 }
 
+/* The Python-level handler of trip_signum: runs in the main thread at a
+ * bytecode boundary, right after a tick found it on the CPU. It must not
+ * disturb the interrupted code: the error indicator is kept. */
+static PyObject *
+sampler_main_tick(PyObject *module, PyObject *args)
+{
+    PyObject *type, *value, *traceback;
+
+    if (!S.running || atomic_load(&S.stopping) || S.active == NULL) {
+        Py_RETURN_NONE;
+    }
+    PyErr_Fetch(&type, &value, &traceback);
+    uint64_t ticks = atomic_exchange(&S.main_ticks, 0);
+    sample_all(ticks ? ticks : 1, 0);
+    /* This walk covers ticks queued for the sampler thread. */
+    S.active->stats.missed += ps_ticker_drain();
+    PyErr_Restore(type, value, traceback);
+    Py_RETURN_NONE;
+}
+
 /* os.register_at_fork hooks. The sampler thread only ever holds load_lock
  * for an append, without waiting for the GIL, so taking it here (GIL held)
  * cannot deadlock, and the child never inherits it locked. */
@@ -874,6 +975,11 @@ PyMethodDef ps_sampler_methods[] = {
      "True while the sampler runs."},
     {"status", sampler_status, METH_NOARGS,
      "A dict describing the active period, or None when stopped."},
+    {"concat", ps_period_concat_py, METH_O,
+     "concat(periods) -> Period\n"
+     "One Period holding consecutive Periods of this process, in time order."},
+    {"_main_tick", sampler_main_tick, METH_VARARGS,
+     "Python-level handler of the trip signal (internal)."},
     {"_before_fork", sampler_before_fork, METH_NOARGS, NULL},
     {"_after_fork_parent", sampler_after_fork_parent, METH_NOARGS, NULL},
     {"_after_fork_child", sampler_after_fork_child, METH_NOARGS, NULL},

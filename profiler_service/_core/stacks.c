@@ -192,27 +192,40 @@ child(ps_stacks *s, uint32_t parent, uint32_t frame, int may_create, int *oom)
 }
 
 int
+ps_stacks_child(ps_stacks *s, uint32_t parent, uint32_t frame_id,
+                uint32_t *node_id)
+{
+    int oom = 0;
+    /* One node beyond the cap is allowed for the overflow node itself. */
+    int may_create = s->nodes.len < (size_t)s->max_nodes + 1;
+    uint32_t node = child(s, parent, frame_id, may_create, &oom);
+
+    if (node == UINT32_MAX) {
+        if (oom) {
+            return PS_ENOMEM;
+        }
+        *node_id = s->overflow_node;
+        return PS_EFULL;
+    }
+    *node_id = node;
+    return PS_OK;
+}
+
+int
 ps_stacks_insert(ps_stacks *s, const uint32_t *frames, size_t n,
                  uint32_t *node_id)
 {
     uint32_t node = PS_NO_PARENT;
-    int oom = 0;
 
     if (n == 0) {
         return PS_EINVAL;
     }
     for (size_t k = 0; k < n; k++) {
-        /* One node beyond the cap is allowed for the overflow node itself. */
-        int may_create = s->nodes.len < (size_t)s->max_nodes + 1;
-        uint32_t next = child(s, node, frames[k], may_create, &oom);
-        if (next == UINT32_MAX) {
-            if (oom) {
-                return PS_ENOMEM;
-            }
-            *node_id = s->overflow_node;
-            return PS_EFULL;
+        int rc = ps_stacks_child(s, node, frames[k], &node);
+        if (rc < 0) {
+            *node_id = node;
+            return rc;
         }
-        node = next;
     }
     *node_id = node;
     return PS_OK;

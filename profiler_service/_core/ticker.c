@@ -9,8 +9,10 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ps_error.h"
 #include "ps_period.h"
@@ -21,16 +23,40 @@ static atomic_int woken;
 static int armed_signal;           /* 0 when no handler of ours is installed */
 static int armed_timer = -1;       /* ITIMER_* armed, -1 if none */
 static struct sigaction previous;  /* disposition found at start */
+static void (*volatile poke_handler)(void);
+static volatile pid_t own_pid;
 
 static void
 on_tick(int sig, siginfo_t *info, void *context)
 {
     int saved_errno = errno;
+    void (*poked)(void) = poke_handler;
     (void)sig;
-    (void)info;
     (void)context;
-    sem_post(&tick_sem);
+    if (poked != NULL && info != NULL && info->si_code == SI_TKILL &&
+        info->si_pid == own_pid) {
+        poked();
+    }
+    else {
+        sem_post(&tick_sem);
+    }
     errno = saved_errno;
+}
+
+void
+ps_ticker_set_poke_handler(void (*handler)(void))
+{
+    own_pid = getpid();
+    poke_handler = handler;
+}
+
+int
+ps_ticker_poke(long tid, int signum)
+{
+    if (syscall(SYS_tgkill, (long)getpid(), tid, (long)signum) != 0) {
+        return PS_EOS;
+    }
+    return PS_OK;
 }
 
 int
@@ -52,7 +78,7 @@ timer_for(int mode)
 }
 
 int
-ps_ticker_start(int mode, int64_t interval_ns)
+ps_ticker_start(int mode, int64_t interval_ns, int replace)
 {
     int sig = ps_ticker_signal(mode);
     struct sigaction action;
@@ -77,13 +103,17 @@ ps_ticker_start(int mode, int64_t interval_ns)
     if (sigaction(sig, NULL, &previous) != 0) {
         return PS_EOS;
     }
-    if (!(previous.sa_flags & SA_SIGINFO) && previous.sa_handler != SIG_DFL &&
+    if (!replace && previous.sa_handler != SIG_DFL &&
         previous.sa_handler != SIG_IGN) {
         return PS_ESTATE;  /* somebody else's handler: do not replace it */
     }
     memset(&action, 0, sizeof(action));
     action.sa_sigaction = on_tick;
-    action.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
+    /* SA_NODEFER: the kernel sends a CPU-timer signal to the thread that was
+     * running; if that thread had the signal blocked (as it would while in
+     * this very handler), it would go to another thread, waking a sleeping
+     * one. The handler is reentrant: atomics, sem_post and errno. */
+    action.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK | SA_NODEFER;
     sigemptyset(&action.sa_mask);
     if (sigaction(sig, &action, NULL) != 0) {
         return PS_EOS;
@@ -155,6 +185,19 @@ ps_ticker_wait(int64_t deadline_ns)
     return ticks;
 }
 
+uint64_t
+ps_ticker_drain(void)
+{
+    uint64_t ticks = 0;
+    if (!sem_ready) {
+        return 0;
+    }
+    while (sem_trywait(&tick_sem) == 0) {
+        ticks++;
+    }
+    return ticks;
+}
+
 void
 ps_ticker_wake(void)
 {
@@ -168,6 +211,7 @@ void
 ps_ticker_after_fork_child(void)
 {
     armed_timer = -1;  /* the kernel did not copy our timer */
+    poke_handler = NULL;
     if (armed_signal != 0) {
         sigaction(armed_signal, &previous, NULL);
         armed_signal = 0;

@@ -40,7 +40,7 @@ test_render(void)
 
     char *text;
     size_t len;
-    CHECK(ps_collapsed_render(p, -1, &text, &len) == PS_OK);
+    CHECK(ps_collapsed_render(p, -1, 0, &text, &len) == PS_OK);
     const char *expected =
         "Main,Thread;run (/app/main.py:3);Hot.loop (/app/hot.py:40) 3\n"
         "Main,Thread;run (/app/main.py:3);cold (/app/cold.py:7) 1\n"
@@ -53,9 +53,15 @@ test_render(void)
     }
     free(text);
 
-    CHECK(ps_collapsed_render(p, worker, &text, &len) == PS_OK);
+    CHECK(ps_collapsed_render(p, worker, 0, &text, &len) == PS_OK);
     CHECK(strcmp(text, "worker;[stack table full] 1\n"
                        "worker;run (/app/main.py:3);Hot.loop (/app/hot.py:40) 1\n") == 0);
+    free(text);
+
+    CHECK(ps_collapsed_render(p, main_thread, 1, &text, &len) == PS_OK);
+    CHECK(strcmp(text,
+                 "Main,Thread;run (/app/main.py:3);Hot.loop (/app/hot.py:40) 300\n"
+                 "Main,Thread;run (/app/main.py:3);cold (/app/cold.py:7) 100\n") == 0);
     free(text);
     ps_period_free(p);
 }
@@ -66,7 +72,7 @@ test_empty(void)
     ps_period *p = ps_period_new(PS_MODE_REAL, 1000, 8, 100);
     char *text;
     size_t len;
-    CHECK(ps_collapsed_render(p, -1, &text, &len) == PS_OK);
+    CHECK(ps_collapsed_render(p, -1, 0, &text, &len) == PS_OK);
     CHECK(len == 0 && text[0] == '\0');
     free(text);
     ps_period_free(p);

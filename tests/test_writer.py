@@ -1,0 +1,466 @@
+"""Period.write: real periods written by the C writer, read back with the
+standard library (gzip + json) and validated against the shipped schema; the
+GIL is released while writing; failures (missing or unwritable directory, a
+full disk, a SIGKILL mid-write, bad builds/meta) raise clear errors and leave
+no file behind, and a retry works."""
+
+from __future__ import annotations
+
+import collections
+import errno
+import gzip
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from profiler_service import Profiler, _core
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA = json.loads((ROOT / "profiler_service" / "schema" / "profile-v1.schema.json").read_text())
+VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
+
+
+# ---- workloads with known hot functions --------------------------------------
+
+
+def writer_hot_leaf(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += i * i
+    return total
+
+
+def writer_hot_middle() -> int:
+    return writer_hot_leaf(20000)
+
+
+def writer_cold_leaf() -> int:
+    total = 0
+    for i in range(2000):
+        total += i
+    return total
+
+
+def hot_and_cold(cpu_seconds: float) -> None:
+    """About 40 parts of CPU in writer_hot_leaf for one in writer_cold_leaf."""
+    end = time.thread_time() + cpu_seconds
+    while time.thread_time() < end:
+        writer_hot_middle()
+        writer_cold_leaf()
+
+
+def recurse_then_spin(depth: int, cpu_seconds: float) -> None:
+    if depth > 0:
+        return recurse_then_spin(depth - 1, cpu_seconds)
+    hot_and_cold(cpu_seconds)
+
+
+# ---- helpers --------------------------------------------------------------------
+
+
+def read_profile(path: Path) -> dict:
+    with gzip.open(path, "rb") as f:
+        return json.loads(f.read().decode("utf-8"))
+
+
+def label(doc: dict, frame_id: int) -> str:
+    """The collapsed-stack label of a frame, as Period.collapsed() renders it."""
+    name, file_index, line = doc["frames"][frame_id]
+    clean = lambda s: s.replace(";", ",").replace("\n", " ").replace("\r", " ")  # noqa: E731
+    file = doc["files"][file_index]
+    if file == "":  # synthetic frames: "[truncated]", "[stack table full]"
+        return clean(name)
+    return f"{clean(name)} ({clean(file)}:{line})"
+
+
+def collapsed_from_doc(doc: dict) -> collections.Counter:
+    """Sample count per 'thread;root;...;leaf', rebuilt from the file alone."""
+    parent, frame = doc["stacks"]["parent"], doc["stacks"]["frame"]
+    counts: collections.Counter = collections.Counter()
+    samples = doc["samples"]
+    for thread, stack in zip(samples["thread"], samples["stack"]):
+        path = []
+        node = stack
+        while node != -1:
+            path.append(label(doc, frame[node]))
+            node = parent[node]
+        counts[";".join([doc["threads"][thread]["name"], *reversed(path)])] += 1
+    return counts
+
+
+def collapsed_from_period(period) -> collections.Counter:
+    counts: collections.Counter = collections.Counter()
+    for line in period.collapsed().splitlines():
+        stack, _, count = line.rpartition(" ")
+        counts[stack] += int(count)
+    return counts
+
+
+def fds_into(directory: Path) -> list[str]:
+    """Targets of this process's descriptors that lie in `directory`."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target == str(directory) or target.startswith(str(directory) + "/"):
+            found.append(target)
+    return found
+
+
+BUILDS = [
+    {
+        "buildid": 12, "builderid": 1, "builder": "runtests", "number": 7,
+        "started_ms": 1764100100000, "complete_ms": 1764100160000, "results": 0,
+        "state_string": "build successful",
+        "steps": [{"number": 0, "name": "shell \u00e9\u4e2d", "started_ms": 1764100100100,
+                   "complete_ms": 1764100159000, "results": 0}],
+    },
+    {
+        "buildid": 13, "builderid": 2, "builder": "lint", "number": 1,
+        "started_ms": 1764100200000, "complete_ms": None, "results": None,
+        "state_string": None, "steps": [],
+    },
+]
+
+META = {
+    "python": platform.python_version(),
+    "platform": platform.platform(),
+    "gatherperiod": 1800,
+    "service": "test_writer",
+    "ratio": 0.25,
+}
+
+
+@pytest.fixture(scope="module")
+def hot_period():
+    """One second of CPU in the main thread, hot_and_cold."""
+    with Profiler(frequency=250, mode="virtual") as profiler:
+        hot_and_cold(1.0)
+    return profiler.period
+
+
+@pytest.fixture(scope="module")
+def busy_period():
+    """Four busy threads at different depths sampled on the wall clock."""
+    stop = time.monotonic() + 1.0
+
+    def worker(depth):
+        while time.monotonic() < stop:
+            recurse_then_spin(depth, 0.05)
+
+    threads = [threading.Thread(target=worker, args=(d,), name=f"busy-{d}") for d in (3, 7, 11)]
+    with Profiler(frequency=1000, mode="real") as profiler:
+        for t in threads:
+            t.start()
+        worker(0)
+        for t in threads:
+            t.join()
+    return profiler.period
+
+
+# ---- round trip -------------------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_round_trip_matches_period(tmp_path, hot_period):
+    path = tmp_path / "prof_20261125T200000Z.json.gz"
+    hot_period.write(path, builds=BUILDS, meta=META)
+    assert os.listdir(tmp_path) == [path.name]
+
+    doc = read_profile(path)
+    VALIDATOR.validate(doc)
+    assert doc["format"] == "buildbot-profiler" and doc["version"] == 1
+    assert doc["builds"] == BUILDS
+    meta = doc["meta"]
+    assert {k: meta[k] for k in META} == META
+    assert meta["mode"] == "virtual" and meta["frequency"] == 250
+    assert meta["weight_unit"] == "us"
+    assert meta["pid"] == os.getpid()
+    assert meta["hostname"] == platform.node()
+    assert meta["cpu_count"] == os.cpu_count()
+    assert abs(meta["start_ms"] - hot_period.start_time * 1000) <= 1
+    assert meta["end_ms"] - meta["start_ms"] == pytest.approx(hot_period.duration * 1000, abs=2)
+    assert meta["start_utc"] == time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                              time.gmtime(meta["start_ms"] // 1000))
+    assert doc["stats"] == hot_period.stats
+
+    samples = doc["samples"]
+    n = len(samples["dt"])
+    assert n == hot_period.samples > 100
+    assert len(samples["thread"]) == len(samples["stack"]) == len(samples["weight"]) == n
+    assert sum(samples["dt"]) <= meta["end_ms"] - meta["start_ms"]
+    assert sum(t["samples"] for t in doc["threads"]) == n
+    assert sum(t["weight"] for t in doc["threads"]) == sum(samples["weight"])
+    assert [t["name"] for t in doc["threads"]] == [t["name"] for t in hot_period.threads]
+    parents = doc["stacks"]["parent"]
+    assert len(parents) == hot_period.nodes
+    assert all(p < i for i, p in enumerate(parents))
+    assert len(doc["frames"]) == hot_period.frames
+    assert len(doc["load"]["t"]) == len(hot_period.load)
+
+    # The same stacks and counts as the period's own collapsed text.
+    from_file = collapsed_from_doc(doc)
+    assert from_file == collapsed_from_period(hot_period)
+
+    # The hot function dominates, under its caller; the cold one is there.
+    leaf = collections.Counter()
+    for stack, count in from_file.items():
+        leaf[stack.rsplit(";", 1)[-1].split(" (")[0]] += count
+    assert leaf.most_common(1)[0][0] == "writer_hot_leaf"
+    assert leaf["writer_hot_leaf"] > 0.7 * n
+    assert leaf["writer_hot_leaf"] > 5 * leaf["writer_cold_leaf"]
+    hot_stacks = [s for s in from_file if s.endswith(f"writer_hot_leaf ({__file__}:{writer_hot_leaf.__code__.co_firstlineno})")]
+    assert hot_stacks and all("writer_hot_middle (" in s for s in hot_stacks)
+
+
+@pytest.mark.timeout(60)
+def test_multithreaded_period_and_levels(tmp_path, busy_period):
+    fast, small = tmp_path / "fast.json.gz", tmp_path / "small.json.gz"
+    busy_period.write(str(fast), level=1)
+    busy_period.write(os.fsencode(small), level=9)
+    one, nine = read_profile(fast), read_profile(small)
+    VALIDATOR.validate(one)
+    assert one == nine  # same document, different compression
+    assert one["builds"] == [] and one["meta"]["mode"] == "real"
+    names = [t["name"] for t in one["threads"]]
+    assert names == [t["name"] for t in busy_period.threads] and len(names) >= 2
+    assert collapsed_from_doc(one) == collapsed_from_period(busy_period)
+    assert sorted(os.listdir(tmp_path)) == ["fast.json.gz", "small.json.gz"]
+
+
+@pytest.mark.timeout(60)
+def test_period_can_be_written_twice_over_itself(tmp_path, hot_period):
+    path = tmp_path / "p.json.gz"
+    hot_period.write(path, builds=BUILDS[:1])
+    first = read_profile(path)
+    hot_period.write(path, builds=[])
+    second = read_profile(path)
+    assert first["builds"] == BUILDS[:1] and second["builds"] == []
+    first["builds"] = []
+    assert first == second
+    assert os.listdir(tmp_path) == ["p.json.gz"]
+
+
+@pytest.mark.timeout(120)
+def test_write_releases_the_gil(tmp_path, busy_period):
+    """Another Python thread runs while write() is inside the C writer.
+
+    The forced GIL switch is pushed out of reach (sys.setswitchinterval), so
+    a woken thread gets the GIL only when the main thread gives it up. The
+    main thread wakes the watcher and calls write() straight away: if write()
+    kept the GIL, the watcher would first run after write() returned, when
+    the writer's descriptors of the target directory and of its temporary
+    file are closed again. It sees them open, so it ran during the write."""
+    large = _core.concat([busy_period] * 500)
+    assert large.samples == 500 * busy_period.samples
+    target = tmp_path / "big.json.gz"
+    observed: list[list[str]] = []
+    go = threading.Event()
+
+    def watch():
+        go.wait()
+        observed.append(fds_into(tmp_path))
+
+    old_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1000.0)
+    try:
+        for _attempt in range(5):
+            observed.clear()
+            go.clear()
+            watcher = threading.Thread(target=watch)
+            watcher.start()
+            time.sleep(0.05)  # the watcher blocks in go.wait()
+            go.set()
+            large.write(target, level=9)
+            watcher.join()
+            if observed[0]:
+                break
+    finally:
+        sys.setswitchinterval(old_interval)
+    assert observed[0], "no other thread ran while write() was in C"
+    assert fds_into(tmp_path) == []
+    doc = read_profile(target)
+    VALIDATOR.validate(doc)
+    assert len(doc["samples"]["dt"]) == large.samples
+
+
+# ---- bad arguments ------------------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "kwargs, exc, words",
+    [
+        ({"builds": {1, 2}}, TypeError, "list"),
+        ({"builds": [{1, 2}]}, TypeError, "set"),
+        ({"builds": [float("nan")]}, ValueError, "builds_json"),
+        ({"builds": ({"buildid": 1},)}, TypeError, "list"),
+        ({"meta": ["python"]}, TypeError, "dict"),
+        ({"meta": {"pid": 1}}, ValueError, "meta_json"),
+        ({"meta": {"x": float("inf")}}, ValueError, "meta_json"),
+        ({"meta": {"x": object()}}, TypeError, "object"),
+        ({"level": 10}, ValueError, "level"),
+        ({"level": -1}, ValueError, "level"),
+    ],
+)
+def test_bad_builds_or_meta_leave_no_file(tmp_path, hot_period, kwargs, exc, words):
+    path = tmp_path / "p.json.gz"
+    with pytest.raises(exc, match=words):
+        hot_period.write(path, **kwargs)
+    assert os.listdir(tmp_path) == []
+    hot_period.write(path)
+    VALIDATOR.validate(read_profile(path))
+
+
+# ---- faults ------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_missing_and_unwritable_directories(tmp_path, hot_period):
+    missing = tmp_path / "missing" / "p.json.gz"
+    with pytest.raises(FileNotFoundError) as info:
+        hot_period.write(missing)
+    assert info.value.errno == errno.ENOENT
+    assert info.value.filename == missing
+
+    # A regular file where the directory should be: refused even as root,
+    # where a chmod'ed directory would still be writable.
+    (tmp_path / "plain").write_text("x")
+    under_file = tmp_path / "plain" / "p.json.gz"
+    with pytest.raises(NotADirectoryError) as info:
+        hot_period.write(str(under_file))
+    assert info.value.errno == errno.ENOTDIR
+    assert info.value.filename == str(under_file)
+
+    # A directory holds the target's name: the rename fails with EISDIR.
+    (tmp_path / "taken.json.gz").mkdir()
+    (tmp_path / "taken.json.gz" / "inside").write_text("x")
+    with pytest.raises(IsADirectoryError):
+        hot_period.write(tmp_path / "taken.json.gz")
+
+    if os.geteuid() != 0:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o555)
+        with pytest.raises(PermissionError) as info:
+            hot_period.write(locked / "p.json.gz")
+        assert info.value.errno == errno.EACCES
+        assert os.listdir(locked) == []
+
+    assert sorted(os.listdir(tmp_path)) == ["plain", "taken.json.gz"]
+    assert os.listdir(tmp_path / "taken.json.gz") == ["inside"]
+
+
+CHILD = textwrap.dedent(
+    """
+    import json, os, resource, signal, sys, time
+    sys.path.insert(0, {tests!r})
+    from test_writer import hot_and_cold
+    from profiler_service import Profiler, _core
+
+    action, path = sys.argv[1], sys.argv[2]
+    with Profiler(frequency=500, mode="virtual") as profiler:
+        hot_and_cold(0.3)
+    period = profiler.period
+    # Incompressible metadata: the file cannot shrink below a few kB.
+    meta = {{"blob": os.urandom(6000).hex()}}
+    if action == "full":
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, hard))
+        try:
+            period.write(path, meta=meta)
+        except OSError as e:
+            print(json.dumps({{"errno": e.errno, "filename": e.filename,
+                               "listing": os.listdir(os.path.dirname(path))}}))
+        else:
+            print(json.dumps({{"errno": 0}}))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        period.write(path, meta=meta)
+        print("retry ok", flush=True)
+    elif action == "loop":
+        print("ready", flush=True)
+        while True:
+            period.write(path, meta=meta, level=9)
+    """
+)
+
+
+def run_child(tmp_path, action, target):
+    script = tmp_path.parent / f"{tmp_path.name}-child.py"
+    script.write_text(CHILD.format(tests=str(Path(__file__).parent)))
+    return subprocess.Popen([sys.executable, str(script), action, str(target)],
+                            stdout=subprocess.PIPE, text=True)
+
+
+@pytest.mark.timeout(120)
+def test_full_disk_leaves_nothing_and_retry_works(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    target = out / "p.json.gz"
+    child = run_child(tmp_path, "full", target)
+    stdout, _ = child.communicate(timeout=100)
+    assert child.returncode == 0, stdout
+    first, second = stdout.splitlines()
+    result = json.loads(first)
+    assert result == {"errno": errno.EFBIG, "filename": str(target), "listing": []}
+    assert second == "retry ok"
+    assert os.listdir(out) == ["p.json.gz"]
+    doc = read_profile(target)
+    VALIDATOR.validate(doc)
+    assert len(doc["meta"]["blob"]) == 12000
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("delay", [0.0, 0.05, 0.2])
+def test_sigkill_mid_write_leaves_no_partial_file(tmp_path, delay):
+    out = tmp_path / "out"
+    out.mkdir()
+    target = out / "p.json.gz"
+    child = run_child(tmp_path, "loop", target)
+    try:
+        assert child.stdout.readline() == "ready\n"
+        time.sleep(delay)
+        # Wait until the child is inside a write: it holds a descriptor of
+        # the directory or of the file being written.
+        deadline = time.monotonic() + 30
+        inside = False
+        while not inside and time.monotonic() < deadline:
+            for fd in os.listdir(f"/proc/{child.pid}/fd"):
+                try:
+                    target_of = os.readlink(f"/proc/{child.pid}/fd/{fd}")
+                except OSError:
+                    continue
+                if target_of.startswith(str(out)):
+                    inside = True
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+        child.stdout.close()
+    assert inside
+    assert child.returncode == -signal.SIGKILL
+    # Either nothing, or a complete file from an earlier loop: never a
+    # partial or temporary one.
+    listing = os.listdir(out)
+    assert listing in ([], ["p.json.gz"])
+    if listing:
+        VALIDATOR.validate(read_profile(target))
+
+    # A fresh writer succeeds in the same directory.
+    retry = run_child(tmp_path, "full", target)
+    stdout, _ = retry.communicate(timeout=100)
+    assert retry.returncode == 0 and stdout.endswith("retry ok\n")
+    assert os.listdir(out) == ["p.json.gz"]
+    VALIDATOR.validate(read_profile(target))
