@@ -69,7 +69,7 @@ SMOKE = dict(
     perf_seconds=0.0,
     configs=["ours:virtual:100", "ours:virtual:1000", "anchor:virtual:100"],
     master_configs=["none", "ours:virtual:100"],
-    accuracy_configs=["ours:prof:100", "anchor:prof:100"],
+    accuracy_configs=["ours:prof:100", "ours:prof:1000", "anchor:prof:100"],
 )
 
 
