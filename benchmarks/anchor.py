@@ -42,6 +42,7 @@ class AnchorCollector:
         self.previous = None
         self.busy = False
         self.missed = 0
+        self.errors = 0
         self.own_code = (self.handler.__code__, self.tick.__code__)
 
     def start(self) -> None:
@@ -63,6 +64,10 @@ class AnchorCollector:
         self.busy = True
         try:
             self.tick(handler_frame)
+        except Exception:
+            # An exception here would surface in whatever the main thread
+            # was doing; count it instead.
+            self.errors += 1
         finally:
             self.busy = False
 

@@ -12,6 +12,7 @@ each configuration against the no-profiler batches of the same round.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
@@ -94,8 +95,20 @@ class Master:
             raise RuntimeError(f"control command {line!r} got {reply!r}; master log: {self.tail()[-1500:]}") from None
 
     def get(self, path: str) -> dict[str, Any]:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.www_port}/api/v2/{path}", timeout=30) as r:
-            return json.load(r)
+        return self.http(urllib.request.Request(f"http://127.0.0.1:{self.www_port}/api/v2/{path}"))
+
+    def http(self, request: urllib.request.Request) -> dict[str, Any]:
+        """One REST call; retried twice on a dropped connection, then the
+        error is raised with the master's log."""
+        for attempt in range(3):
+            try:
+                with urllib.request.urlopen(request, timeout=30) as r:
+                    return json.load(r)
+            except (OSError, ValueError, http.client.HTTPException) as exc:
+                if attempt == 2:
+                    raise RuntimeError(f"{request.full_url}: {exc!r}; master log: {self.tail()[-1500:]}") from None
+                time.sleep(0.5)
+        raise AssertionError("unreachable")
 
     def force(self, builder_id: int) -> None:
         body = json.dumps(
@@ -105,8 +118,7 @@ class Master:
             f"http://127.0.0.1:{self.www_port}/api/v2/forceschedulers/force",
             data=body, headers={"Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(request, timeout=30) as r:
-            reply = json.load(r)
+        reply = self.http(request)
         if "error" in reply:
             raise RuntimeError(f"force failed: {reply['error']}")
 

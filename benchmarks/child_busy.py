@@ -92,10 +92,14 @@ def enough(session: Session, params: dict[str, Any]) -> bool:
     return session.profiler.ticks >= params["ticks"]
 
 
-def stall_test(session: Session, outdir: str, out: dict[str, Any]) -> None:
-    """Run the reactor; measure LoopingCall gaps in a baseline second and
-    around a rotation whose file is written in a thread."""
-    from twisted.internet import reactor, task, threads
+def stall_test(session: Session, holder: list[Any], outdir: str, out: dict[str, Any]) -> None:
+    """Run a reactor with a 5 ms LoopingCall and measure how late it gets:
+    one baseline second, then (ours) three rotations of a 100 Hz profiler as
+    in production, each writing the busy period (``holder[0]``, its only
+    reference) in a thread, the busy
+    period freed on the reactor thread at the end; (anchor) 1.x's synchronous
+    dump on the reactor thread."""
+    from twisted.internet import defer, reactor, task, threads
 
     interval = 0.005
     gaps: list[float] = []
@@ -107,57 +111,78 @@ def stall_test(session: Session, outdir: str, out: dict[str, Any]) -> None:
         last[0] = now
 
     loop = task.LoopingCall(beat)
-    marks: dict[str, int] = {}
+    windows: list[tuple[int, int]] = []
 
-    def rotate_and_write() -> None:
-        marks["rotation_start"] = len(gaps)
-        path = os.path.join(outdir, "period.json.gz" if session.kind == "ours" else "period.json")
-        t0 = time.perf_counter()
-        if session.kind == "ours":
-            period = session.profiler.rotate()
-            out["rotate_ms"] = (time.perf_counter() - t0) * 1000
-            holder = [period]
+    def pause(seconds: float) -> defer.Deferred:
+        return task.deferLater(reactor, seconds, lambda: None)
 
-            def write() -> float:
+    @defer.inlineCallbacks
+    def run_ours() -> Any:
+        from profiler_service import Profiler
+
+        production = Profiler(100, "virtual")
+        production.start()
+        yield pause(1.0)
+        out["baseline_max_gap_ms"] = max(gaps[5:]) * 1000
+        rotate_ms, write_s = [], []
+        for i in range(3):
+            first = len(gaps)
+            t0 = time.perf_counter()
+            production.rotate()  # the finished (small) period is dropped here
+            rotate_ms.append((time.perf_counter() - t0) * 1000)
+            path = os.path.join(outdir, f"period-{i}.json.gz")
+
+            def write(path: str = path) -> float:
                 w0 = time.perf_counter()
                 holder[0].write(path)
                 return time.perf_counter() - w0
 
-            def written(seconds: float) -> None:
-                out["write_s"] = seconds
+            try:
+                write_s.append((yield threads.deferToThread(write)))
                 out["file_bytes"] = os.path.getsize(path)
-                d0 = time.perf_counter()
-                holder.clear()  # the finished period is freed on the reactor thread
-                out["free_ms"] = (time.perf_counter() - d0) * 1000
+            except Exception as exc:
+                out["write_error"] = str(exc)
+            yield pause(0.2)
+            windows.append((first, len(gaps)))
+            yield pause(0.5)
+        first = len(gaps)
+        d0 = time.perf_counter()
+        holder.clear()  # the busy period is freed on the reactor thread
+        out["free_ms"] = (time.perf_counter() - d0) * 1000
+        yield pause(0.2)
+        windows.append((first, len(gaps)))
+        production.stop()
+        out["rotate_ms"] = max(rotate_ms)
+        if write_s:
+            out["write_s"] = sorted(write_s)[len(write_s) // 2]
 
-            def failed(failure: Any) -> None:
-                out["write_error"] = str(failure.value)
-                holder.clear()
+    @defer.inlineCallbacks
+    def run_anchor() -> Any:
+        yield pause(1.0)
+        out["baseline_max_gap_ms"] = max(gaps[5:]) * 1000
+        first = len(gaps)
+        path = os.path.join(outdir, "period.json")
+        t0 = time.perf_counter()
+        holder[0].dump(path)  # 1.x: synchronous, on the reactor thread
+        out["write_s"] = time.perf_counter() - t0
+        out["file_bytes"] = os.path.getsize(path)
+        yield pause(0.2)
+        windows.append((first, len(gaps)))
 
-            d = threads.deferToThread(write)
-            d.addCallbacks(written, failed)
-            d.addBoth(lambda _: reactor.callLater(0.5, finish))
-        else:
-            collector = session.profiler
-            collector.stop()
-            collector.dump(path)  # 1.x: synchronous, on the reactor thread
-            out["write_s"] = time.perf_counter() - t0
-            out["file_bytes"] = os.path.getsize(path)
-            reactor.callLater(0.5, finish)
-
-    def finish() -> None:
-        start = marks["rotation_start"]
-        baseline = gaps[5:start]
-        during = gaps[start:]
-        out["baseline_max_gap_ms"] = max(baseline) * 1000 if baseline else None
-        out["rotation_max_gap_ms"] = max(during) * 1000 if during else None
-        loop.stop()
-        reactor.stop()
-
-    def begin() -> None:
+    @defer.inlineCallbacks
+    def begin() -> Any:
         last[0] = time.perf_counter()
         loop.start(interval, now=False)
-        reactor.callLater(1.0, rotate_and_write)
+        try:
+            yield (run_ours() if session.kind == "ours" else run_anchor())
+            maxima = [max(gaps[a:b]) * 1000 for a, b in windows if b > a]
+            out["rotation_gaps_ms"] = maxima
+            out["rotation_max_gap_ms"] = max(maxima) if maxima else None
+        except Exception as exc:
+            out["stall_error"] = repr(exc)
+        finally:
+            loop.stop()
+            reactor.stop()
 
     reactor.callWhenRunning(begin)
     reactor.run(installSignalHandlers=False)
@@ -192,14 +217,17 @@ def main() -> None:
         "rss_growth_bytes": rss1 - rss0,
     }
     if session.kind == "ours":
-        status = session.profiler.status()
-        out.update(ticks=status["ticks"], samples=status["samples"], heap_bytes=status["heap_bytes"])
+        big = session.profiler.stop()
+        out.update(ticks=big.stats["ticks"], samples=big.samples, heap_bytes=big.heap_bytes,
+                   nodes=big.nodes, frames=big.frames)
     else:
-        out.update(ticks=session.profiler.ticks, samples=session.profiler.samples_taken)
-    out["scale"] = params["scale_to"] / max(1, out["ticks"])
-    stall_test(session, params["outdir"], out)
-    if session.kind == "ours" and session.profiler.running:
-        session.profiler.stop()
+        big = session.profiler
+        big.stop()
+        out.update(ticks=big.ticks, samples=big.samples_taken)
+    del session
+    holder = [big]
+    del big
+    stall_test(Session(params["config"]), holder, params["outdir"], out)
     release()
     emit(out)
 
