@@ -85,6 +85,7 @@ def main() -> None:
         # Each sample weighs the CPU time it stands for (µs): the profile's
         # own measure, as the viewer shows it.
         counts = leaf_counts_from_collapsed(stats["period"].collapsed(weighted=True))
+        out["measured_counts"] = shares(leaf_counts_from_collapsed(stats["period"].collapsed()))
     elif session.kind == "anchor":
         counts = stats["anchor"].leaf_counts()
     else:
