@@ -718,7 +718,10 @@ def main(argv: Optional[list[str]] = None) -> int:
             f"once per round in alternating order; each batch forces {P['master_per_builder']} builds on each "
             f"of 4 builders (3 shell steps each) through the REST API and waits for them. Ratios are against "
             f"the no-profiler batch of the same round. Without a profiler the master used "
-            f"{1000 * per_build:.0f} ms of CPU per build.")}
+            f"{1000 * per_build:.0f} ms of CPU per build. A master's batch is seconds of mostly waiting on "
+            f"build steps; on this shared 2-core machine its CPU per build scatters by tens of percent from "
+            f"batch to batch, so this table shows the real master running and building under every "
+            f"configuration, not a resolved overhead: the perf-attributed share in the summary is the figure.")}
     except Exception as exc:  # report, do not hide
         data["master"] = {"rows": [], "note": f"The master benchmark failed: {exc}"}
 
