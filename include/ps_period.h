@@ -84,6 +84,10 @@ void ps_period_finish(ps_period *p);
 int ps_period_add_thread(ps_period *p, uint64_t ident, uint64_t native_id,
                          const char *name, size_t name_len, uint16_t *index);
 
+/* Replace the name of thread `index` (copied). Returns 0 or PS_ENOMEM. */
+int ps_period_rename_thread(ps_period *p, uint16_t index, const char *name,
+                            size_t name_len);
+
 static inline ps_thread *
 ps_period_thread(const ps_period *p, uint16_t index)
 {

@@ -380,3 +380,30 @@ def test_stop_under_heavy_load_returns():
     assert period.samples > 0
     # Reported, not asserted: the timeout above catches a hang.
     print(f"stop() took {stop_seconds * 1000:.1f} ms under 7 busy threads")
+
+
+@pytest.mark.timeout(120)
+def test_thread_names_long_unicode_and_new_threads():
+    long_name = "é" * 150  # 300 bytes of UTF-8: cut, but at a character boundary
+    stop = threading.Event()
+
+    def spin_until_stopped():
+        while not stop.is_set():
+            workloads.busy_loop(2000)
+
+    long_thread = threading.Thread(target=spin_until_stopped, name=long_name)
+    with Profiler(frequency=1000, mode="prof") as p:
+        long_thread.start()
+        # Threads started while sampling are named once threading knows them.
+        for i in range(20):
+            t = threading.Thread(target=workloads.busy_for, args=(0.01,), name=f"newborn-{i}")
+            t.start()
+            t.join()
+        workloads.busy_for(0.3)
+        stop.set()
+        long_thread.join()
+    names = [t["name"] for t in p.period.threads]
+    cut = [name for name in names if name.startswith("é")]
+    assert cut and all(set(name) == {"é"} and len(name.encode()) < 200 for name in cut), cut
+    sampled = {frames[0] for frames, _ in parse_collapsed(p.period.collapsed())}
+    assert not any(name.startswith("Thread ") for name in sampled if name != "MainThread"), sampled

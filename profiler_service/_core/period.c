@@ -93,6 +93,22 @@ ps_period_add_thread(ps_period *p, uint64_t ident, uint64_t native_id,
     return PS_OK;
 }
 
+int
+ps_period_rename_thread(ps_period *p, uint16_t index, const char *name,
+                        size_t name_len)
+{
+    char *copy = malloc(name_len + 1);
+    if (copy == NULL) {
+        return PS_ENOMEM;
+    }
+    memcpy(copy, name, name_len);
+    copy[name_len] = '\0';
+    ps_thread *t = ps_period_thread(p, index);
+    free(t->name);
+    t->name = copy;
+    return PS_OK;
+}
+
 static uint32_t
 offset_ms(const ps_period *p, int64_t now_ns)
 {

@@ -312,8 +312,24 @@ Period_write(PeriodObject *self, PyObject *args, PyObject *kwargs)
     Py_END_ALLOW_THREADS
     if (rc < 0) {
         if (rc == PS_EOS) {
-            errno = err.os_errno;
-            PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, path_obj);
+            /* OSError(errno, "strerror (step)", path): the constructor picks
+             * the subclass (FileNotFoundError, PermissionError, ...). */
+            PyObject *exc = PyObject_CallFunction(
+                PyExc_OSError, "isO", err.os_errno,
+                strerror(err.os_errno), path_obj);
+            if (exc != NULL) {
+                PyObject *message = PyUnicode_FromFormat(
+                    "%s (while writing: %s)", strerror(err.os_errno), err.what);
+                if (message != NULL) {
+                    PyObject_SetAttrString(exc, "strerror", message);
+                    Py_DECREF(message);
+                }
+                PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+                Py_DECREF(exc);
+            }
+        }
+        else if (rc == PS_ENOMEM) {
+            PyErr_NoMemory();
         }
         else {
             PyObject *path_repr = PyObject_Repr(path_obj);

@@ -13,14 +13,15 @@
  * handler trips CPython's signal machinery (PyErr_SetInterruptEx, which only
  * reaches the eval loop when called on the main thread), and the main thread
  * runs _main_tick at its next bytecode boundary and walks every thread there,
- * its own stack taken where it was running, with no GIL hand-off. Otherwise the sampler thread takes the GIL and walks. Taking the
- * GIL from a busy thread samples it where it lets go of the GIL (often an
- * I/O call, after up to the 5 ms switch interval): that bias is why a busy
- * main thread walks itself. Each sample is weighted by the CPU (or wall) time
+ * its own stack taken where it was running, with no GIL hand-off. Otherwise
+ * the sampler thread takes the GIL and walks (walker.c). Taking the GIL from
+ * a busy thread samples it where it lets go of the GIL (often an I/O call,
+ * after up to the 5 ms switch interval): that bias is why a busy main thread
+ * walks itself. Each sample is weighted by the CPU (or wall) time
  * since that thread's previous one, so a late or redundant walk shifts no
  * weight. */
 #define _GNU_SOURCE
-#include "binding.h"
+#include "sampler.h"
 
 #include <errno.h>
 #include <math.h>
@@ -35,471 +36,8 @@
 
 #define LOAD_INTERVAL_NS 1000000000LL
 #define MAX_JITTER_NS 5000000LL
-#define NAME_MAX_BYTES 200
 
-typedef struct {
-    char *file_suffix;  /* Owned; matched against the end of co_filename */
-    size_t file_suffix_len;
-    char *qualname;     /* Owned; equal to co_qualname */
-} idle_pattern;
-
-/* A thread the sampler has seen, kept across periods for its clocks. */
-typedef struct {
-    uint64_t ident;
-    uint64_t native_id;
-    int64_t last_cpu_ns;
-    int64_t last_wall_ns;
-    uint64_t walk;         /* last walk that saw it */
-    uint64_t period_gen;   /* period generation `index` belongs to */
-    uint16_t index;        /* thread index in that period */
-} tracked_thread;
-
-/* code object -> frame id for the active period. Each key holds a strong
- * reference, so an address cannot be reused by another code object while the
- * mapping exists. */
-typedef struct {
-    PyObject **keys;   /* Owned references; NULL = empty slot */
-    uint32_t *values;
-    size_t n_slots;    /* power of two */
-    size_t count;
-} code_map;
-
-static struct {
-    int running;                /* guarded by the GIL */
-    atomic_int stopping;
-    int mode;
-    double frequency;
-    int64_t interval_ns;
-    uint32_t max_depth;
-    uint32_t max_stacks;
-    uint64_t max_samples;
-    PyInterpreterState *interp;
-    PyThreadState *tstate;      /* the sampler thread's own; Borrowed */
-    pthread_t thread;
-    pthread_mutex_t load_lock;
-    ps_period *active;          /* Owned */
-    uint64_t period_gen;
-    code_map codes;
-    tracked_thread *tracked;    /* Owned */
-    size_t n_tracked;
-    size_t cap_tracked;
-    uint64_t walk;
-    idle_pattern *idle;         /* Owned */
-    size_t n_idle;
-    uint32_t *stack_buf;        /* Owned; max_depth + 1 frame ids */
-    int64_t last_tick_ns;
-    long main_tid;              /* kernel TID of the main thread, 0 = no trip route */
-    int trip_signum;            /* the signal whose Python handler is _main_tick */
-    int64_t main_cpu_ns;        /* main thread's CPU at the last tick */
-    atomic_uint_fast64_t main_ticks;  /* ticks handed to the main thread */
-    int64_t load_cpu_ns;
-    int64_t load_wall_ns;
-    uint64_t rng;
-} S = {.load_lock = PTHREAD_MUTEX_INITIALIZER};
-
-/* ---- code map ---------------------------------------------------------- */
-
-static inline size_t
-ptr_hash(const void *p)
-{
-    uint64_t x = (uint64_t)(uintptr_t)p;
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    return (size_t)x;
-}
-
-static void
-code_map_clear(code_map *m)
-{
-    for (size_t i = 0; i < m->n_slots; i++) {
-        Py_XDECREF(m->keys[i]);
-    }
-    PyMem_RawFree(m->keys);
-    PyMem_RawFree(m->values);
-    memset(m, 0, sizeof(*m));
-}
-
-static int
-code_map_grow(code_map *m)
-{
-    size_t n = m->n_slots ? m->n_slots * 2 : 1024;
-    PyObject **keys = PyMem_RawCalloc(n, sizeof(*keys));
-    uint32_t *values = PyMem_RawCalloc(n, sizeof(*values));
-    if (keys == NULL || values == NULL) {
-        PyMem_RawFree(keys);
-        PyMem_RawFree(values);
-        return PS_ENOMEM;
-    }
-    for (size_t i = 0; i < m->n_slots; i++) {
-        if (m->keys[i] != NULL) {
-            size_t j = ptr_hash(m->keys[i]) & (n - 1);
-            while (keys[j] != NULL) {
-                j = (j + 1) & (n - 1);
-            }
-            keys[j] = m->keys[i];
-            values[j] = m->values[i];
-        }
-    }
-    PyMem_RawFree(m->keys);
-    PyMem_RawFree(m->values);
-    m->keys = keys;
-    m->values = values;
-    m->n_slots = n;
-    return PS_OK;
-}
-
-/* ---- frames ------------------------------------------------------------- */
-
-static const char *
-utf8_or(PyObject *s, const char *fallback, Py_ssize_t *len)
-{
-    const char *utf8 = NULL;
-    if (s != NULL && PyUnicode_Check(s)) {
-        utf8 = PyUnicode_AsUTF8AndSize(s, len);
-    }
-    if (utf8 == NULL) {
-        PyErr_Clear();
-        *len = (Py_ssize_t)strlen(fallback);
-        return fallback;
-    }
-    return utf8;
-}
-
-static int
-is_idle_frame(const char *name, size_t name_len, const char *file,
-              size_t file_len)
-{
-    for (size_t i = 0; i < S.n_idle; i++) {
-        const idle_pattern *p = &S.idle[i];
-        size_t n = p->file_suffix_len;
-        if (strlen(p->qualname) != name_len ||
-            memcmp(p->qualname, name, name_len) != 0 || n > file_len ||
-            memcmp(file + file_len - n, p->file_suffix, n) != 0) {
-            continue;
-        }
-        /* The suffix must start at a path component. */
-        if (n == file_len || n == 0 || file[file_len - n - 1] == '/' ||
-            p->file_suffix[0] == '/') {
-            return 1;
-        }
-    }
-    return 0;
-}
-
-/* Frame id of `code` in the active period, interning it on first sight.
- * Returns 0 or PS_ENOMEM. Needs the GIL. */
-static int
-intern_code(PyCodeObject *code, uint32_t *frame_id)
-{
-    code_map *m = &S.codes;
-    Py_ssize_t name_len, file_len;
-
-    if (m->n_slots != 0) {
-        size_t i = ptr_hash(code) & (m->n_slots - 1);
-        while (m->keys[i] != NULL) {
-            if (m->keys[i] == (PyObject *)code) {
-                *frame_id = m->values[i];
-                return PS_OK;
-            }
-            i = (i + 1) & (m->n_slots - 1);
-        }
-    }
-    if ((m->count + 1) * 2 > m->n_slots && code_map_grow(m) < 0) {
-        return PS_ENOMEM;
-    }
-    const char *name = utf8_or(code->co_qualname, "?", &name_len);
-    const char *file = utf8_or(code->co_filename, "?", &file_len);
-    uint32_t line = code->co_firstlineno > 0 ? (uint32_t)code->co_firstlineno : 0;
-    uint32_t flags = is_idle_frame(name, (size_t)name_len, file, (size_t)file_len)
-                         ? PS_FRAME_IDLE
-                         : 0;
-    int rc = ps_stacks_frame(&S.active->stacks, name, (size_t)name_len, file,
-                             (size_t)file_len, line, flags, frame_id);
-    if (rc < 0) {
-        return rc;
-    }
-    size_t i = ptr_hash(code) & (m->n_slots - 1);
-    while (m->keys[i] != NULL) {
-        i = (i + 1) & (m->n_slots - 1);
-    }
-    Py_INCREF(code);
-    m->keys[i] = (PyObject *)code;
-    m->values[i] = *frame_id;
-    m->count++;
-    return PS_OK;
-}
-
-/* ---- threads ------------------------------------------------------------ */
-
-static tracked_thread *
-track(uint64_t ident, uint64_t native_id, int *created)
-{
-    *created = 0;
-    for (size_t i = 0; i < S.n_tracked; i++) {
-        if (S.tracked[i].ident == ident && S.tracked[i].native_id == native_id) {
-            return &S.tracked[i];
-        }
-    }
-    if (S.n_tracked == S.cap_tracked) {
-        size_t cap = S.cap_tracked ? S.cap_tracked * 2 : 32;
-        tracked_thread *t = PyMem_RawRealloc(S.tracked, cap * sizeof(*t));
-        if (t == NULL) {
-            return NULL;
-        }
-        S.tracked = t;
-        S.cap_tracked = cap;
-    }
-    tracked_thread *t = &S.tracked[S.n_tracked++];
-    memset(t, 0, sizeof(*t));
-    t->ident = ident;
-    t->native_id = native_id;
-    *created = 1;
-    return t;
-}
-
-/* Forget threads the last walk did not see: they ended. */
-static void
-prune_tracked(void)
-{
-    size_t kept = 0;
-    for (size_t i = 0; i < S.n_tracked; i++) {
-        if (S.tracked[i].walk == S.walk) {
-            S.tracked[kept++] = S.tracked[i];
-        }
-    }
-    S.n_tracked = kept;
-}
-
-/* The name threading knows the thread by, into `out` (NUL-terminated).
- * Reads threading._active[ident]._name without running Python code of ours;
- * any failure falls back to "Thread <native id>". Needs the GIL. */
-static size_t
-thread_name(uint64_t ident, uint64_t native_id, char *out, size_t cap)
-{
-    PyObject *threading = NULL, *active = NULL, *key = NULL, *name = NULL;
-    size_t len = 0;
-
-    PyObject *module_name = PyUnicode_FromString("threading");
-    if (module_name != NULL) {
-        threading = PyImport_GetModule(module_name);
-        Py_DECREF(module_name);
-    }
-    if (threading != NULL) {
-        active = PyObject_GetAttrString(threading, "_active");
-    }
-    if (active != NULL && PyDict_Check(active)) {
-        key = PyLong_FromUnsignedLongLong(ident);
-        PyObject *thread = key ? PyDict_GetItemWithError(active, key) : NULL;
-        if (thread != NULL) {
-            name = PyObject_GetAttrString(thread, "_name");
-        }
-    }
-    if (name != NULL && PyUnicode_Check(name)) {
-        Py_ssize_t n;
-        const char *utf8 = PyUnicode_AsUTF8AndSize(name, &n);
-        if (utf8 != NULL) {
-            len = (size_t)n < cap - 1 ? (size_t)n : cap - 1;
-            memcpy(out, utf8, len);
-        }
-    }
-    PyErr_Clear();
-    Py_XDECREF(name);
-    Py_XDECREF(key);
-    Py_XDECREF(active);
-    Py_XDECREF(threading);
-    if (len == 0) {
-        len = (size_t)PyOS_snprintf(out, cap, "Thread %llu",
-                                    (unsigned long long)native_id);
-    }
-    out[len] = '\0';
-    return len;
-}
-
-/* Index of tracked thread `t` in the active period, adding it on first sight
- * in this period. Returns 0 or a PS_E* code. Needs the GIL. */
-static int
-period_thread(tracked_thread *t, uint16_t *index)
-{
-    char name[NAME_MAX_BYTES];
-
-    if (t->period_gen == S.period_gen) {
-        *index = t->index;
-        return PS_OK;
-    }
-    size_t len = thread_name(t->ident, t->native_id, name, sizeof(name));
-    int rc = ps_period_add_thread(S.active, t->ident, t->native_id, name, len,
-                                  &t->index);
-    if (rc < 0) {
-        return rc;
-    }
-    t->period_gen = S.period_gen;
-    *index = t->index;
-    return PS_OK;
-}
-
-/* ---- sampling ----------------------------------------------------------- */
-
-/* Walk one thread's frames leaf first into S.stack_buf[1..]; returns the
- * depth, sets *truncated when frames beyond max_depth were left out, and
- * *idle when the leaf is a waiting frame (then the walk stops early).
- * Returns -1 on memory exhaustion. Needs the GIL. */
-static int
-walk(PyThreadState *ts, int *truncated, int *idle)
-{
-    PyFrameObject *frame = PyThreadState_GetFrame(ts);
-    uint32_t n = 0;
-
-    *truncated = 0;
-    *idle = 0;
-    while (frame != NULL) {
-        if (n == S.max_depth) {
-            *truncated = 1;
-            Py_DECREF(frame);
-            break;
-        }
-        PyCodeObject *code = PyFrame_GetCode(frame);
-        uint32_t frame_id;
-        int rc = intern_code(code, &frame_id);
-        Py_DECREF(code);
-        if (rc < 0) {
-            Py_DECREF(frame);
-            return -1;
-        }
-        if (n == 0 && (ps_stacks_frame_at(&S.active->stacks, frame_id)->flags &
-                       PS_FRAME_IDLE)) {
-            *idle = 1;
-            Py_DECREF(frame);
-            return 0;
-        }
-        S.stack_buf[1 + n++] = frame_id;
-        PyFrameObject *back = PyFrame_GetBack(frame);
-        Py_DECREF(frame);
-        frame = back;
-    }
-    return (int)n;
-}
-
-/* Fold the walked stack (leaf first in stack_buf[1..depth]) root first into
- * the tree and append the sample. */
-static void
-record(uint16_t index, int depth, int truncated, int64_t now_ns,
-       uint32_t weight_us)
-{
-    ps_period *p = S.active;
-    uint32_t *frames = S.stack_buf + 1;
-    uint32_t node;
-
-    /* Reverse in place to root first. */
-    for (int i = 0, j = depth - 1; i < j; i++, j--) {
-        uint32_t tmp = frames[i];
-        frames[i] = frames[j];
-        frames[j] = tmp;
-    }
-    if (truncated) {
-        frames = S.stack_buf;
-        frames[0] = p->stacks.truncated_frame;
-        depth++;
-        p->stats.truncated++;
-    }
-    int rc = ps_stacks_insert(&p->stacks, frames, (size_t)depth, &node);
-    if (rc == PS_EFULL) {
-        p->stats.truncated++;
-    }
-    else if (rc < 0) {
-        p->stats.dropped++;
-        return;
-    }
-    if (ps_period_add_sample(p, now_ns, index, node, weight_us) < 0) {
-        p->stats.dropped++;
-    }
-}
-
-static uint32_t
-to_us(int64_t ns)
-{
-    int64_t us = (ns + 500) / 1000;
-    return us <= 0 ? 0 : us > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)us;
-}
-
-/* One tick: every thread but ours. `baseline` only records clocks (used at
- * start so the first interval is measured from there). Needs the GIL. */
-static void
-sample_all(uint64_t ticks, int baseline)
-{
-    ps_period *p = S.active;
-    int64_t start_ns = ps_mono_ns();
-    int cpu_mode = S.mode != PS_MODE_REAL;
-
-    S.walk++;
-    if (!baseline) {
-        p->stats.ticks++;
-        p->stats.missed += ticks > 1 ? ticks - 1 : 0;
-    }
-    for (PyThreadState *ts = PyInterpreterState_ThreadHead(S.interp);
-         ts != NULL; ts = PyThreadState_Next(ts)) {
-        if (ts == S.tstate || ts->native_thread_id == 0) {
-            continue;
-        }
-        int created;
-        tracked_thread *t = track(ts->thread_id, ts->native_thread_id, &created);
-        if (t == NULL) {
-            p->stats.dropped++;
-            continue;
-        }
-        t->walk = S.walk;
-        int64_t cpu_ns = cpu_mode ? ps_thread_cpu_ns(t->native_id) : 0;
-        int64_t since_ns;
-        if (cpu_mode) {
-            /* A thread first seen now started after the previous walk: all
-             * of its CPU time is new. At baseline, none of it is. */
-            int64_t previous = created ? (baseline ? cpu_ns : 0) : t->last_cpu_ns;
-            since_ns = cpu_ns < 0 ? 0 : cpu_ns - previous;
-            if (cpu_ns >= 0) {
-                t->last_cpu_ns = cpu_ns;
-            }
-        }
-        else {
-            int64_t previous = created ? S.last_tick_ns : t->last_wall_ns;
-            since_ns = start_ns - previous;
-            t->last_wall_ns = start_ns;
-        }
-        if (baseline) {
-            continue;
-        }
-        uint16_t index;
-        if (period_thread(t, &index) < 0) {
-            p->stats.dropped++;
-            continue;
-        }
-        uint32_t weight_us = to_us(since_ns);
-        if (weight_us == 0) {
-            p->stats.idle++;  /* no CPU since its last sample */
-            continue;
-        }
-        if (p->stats.samples >= S.max_samples) {
-            p->stats.dropped++;
-            continue;
-        }
-        int truncated, idle;
-        int depth = walk(ts, &truncated, &idle);
-        if (depth < 0) {
-            p->stats.dropped++;
-        }
-        else if (idle || depth == 0) {
-            p->stats.idle++;
-        }
-        else {
-            record(index, depth, truncated, start_ns, weight_us);
-        }
-    }
-    prune_tracked();
-    S.last_tick_ns = start_ns;
-    PyErr_Clear();
-    if (!baseline) {
-        p->stats.sampling_ns += (uint64_t)(ps_mono_ns() - start_ns);
-    }
-}
+ps_sampler ps_sampler_state = {.load_lock = PTHREAD_MUTEX_INITIALIZER};
 
 static void
 sample_load(int64_t now_ns)
@@ -549,7 +87,10 @@ on_poke(void)
 }
 
 /* Ask the main thread to walk. In the CPU modes the trip signal's handler is
- * ours (on_poke); in real mode it is CPython's, which trips itself. */
+ * ours (on_poke); in real mode it is CPython's, which trips itself. Tripping
+ * also writes a byte to the wakeup fd if one is set (Twisted's SIGCHLD
+ * waker): the reactor reads it at its next iteration, one read() and a
+ * waitpid(WNOHANG) per child process, only on ticks that found it busy. */
 static void
 trip_main(uint64_t ticks)
 {
@@ -627,7 +168,7 @@ sampler_main(void *arg)
         }
         PyEval_RestoreThread(ts);
         if (!atomic_load(&S.stopping)) {
-            sample_all(ticks, 0);
+            ps_walk_all(ticks, 0);
             /* Ticks that came in while we waited for the GIL are covered by
              * this walk: weights are time since each thread's last sample. */
             S.active->stats.missed += ps_ticker_drain();
@@ -721,14 +262,12 @@ new_period(void)
 static void
 release_all(void)
 {
-    code_map_clear(&S.codes);
+    ps_walker_forget_codes();
     ps_period_free(S.active);
     S.active = NULL;
     PyMem_RawFree(S.stack_buf);
     S.stack_buf = NULL;
-    PyMem_RawFree(S.tracked);
-    S.tracked = NULL;
-    S.n_tracked = S.cap_tracked = 0;
+    ps_walker_forget_threads();
     free_idle();
 }
 
@@ -795,7 +334,7 @@ sampler_start(PyObject *module, PyObject *args, PyObject *kwargs)
     /* Baseline every thread's clock, so the first samples weigh only what
      * was spent after start. */
     S.last_tick_ns = ps_mono_ns();
-    sample_all(0, 1);
+    ps_walk_all(0, 1);
     S.load_wall_ns = ps_mono_ns();
     S.load_cpu_ns = ps_process_cpu_ns();
 
@@ -846,7 +385,7 @@ swap_period(void)
     S.active = fresh;
     pthread_mutex_unlock(&S.load_lock);
     S.period_gen++;
-    code_map_clear(&S.codes);
+    ps_walker_forget_codes();
     ps_period_finish(done);
     return done;
 }
@@ -923,7 +462,7 @@ sampler_main_tick(PyObject *module, PyObject *args)
     }
     PyErr_Fetch(&type, &value, &traceback);
     uint64_t ticks = atomic_exchange(&S.main_ticks, 0);
-    sample_all(ticks ? ticks : 1, 0);
+    ps_walk_all(ticks ? ticks : 1, 0);
     /* This walk covers ticks queued for the sampler thread. */
     S.active->stats.missed += ps_ticker_drain();
     PyErr_Restore(type, value, traceback);

@@ -1,0 +1,105 @@
+"""``bbprofiler [PATH ...] [--host 127.0.0.1] [--port 8080]``: serves the
+viewer page and the profile files found in PATHs (default: the current
+directory) until interrupted. ``profiler_service.cli`` dispatches here when no
+subcommand is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import NoReturn, Sequence
+
+from profiler_service.www import STATIC_DIR
+
+
+class _Parser(argparse.ArgumentParser):
+    """Errors on one line, without the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: {message} (see '{self.prog} --help')\n")
+        sys.exit(2)
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = _Parser(
+        prog="bbprofiler",
+        description="Serve buildbot-profiler files (ours and 1.x) to the in-browser viewer.",
+        epilog="Subcommands: 'bbprofiler export ...' and 'bbprofiler top ...' (see their --help).",
+    )
+    parser.add_argument("paths", nargs="*", metavar="PATH",
+                        help="profile files or directories holding them (default: .)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default: 127.0.0.1, this machine only)")
+    parser.add_argument("--port", type=int, default=8080,
+                        help="TCP port (default: 8080; 0 picks a free one)")
+    args = parser.parse_args(list(argv))
+    args.paths = args.paths or ["."]
+    for path in args.paths:
+        if not os.path.exists(path):
+            parser.error(f"no such file or directory: {path}")
+    if not 0 <= args.port <= 65535:
+        parser.error(f"--port must be 0..65535, not {args.port}")
+    return args
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def loopback_names(port: int) -> set[bytes]:
+    names = {b"127.0.0.1", b"localhost", b"[::1]"}
+    with_port = {name + b":%d" % port for name in names}
+    return with_port | names if port == 80 else with_port
+
+
+def make_site(root):
+    """A Site for root that, once ``allowed_hosts`` is filled (when bound to
+    loopback), answers 421 to a request whose Host header is not a loopback
+    name: a web page must not read the profiles through DNS rebinding (its
+    own name would be in Host)."""
+    from twisted.web import resource, server
+
+    class LoopbackSite(server.Site):
+        allowed_hosts: set[bytes]
+
+        def getResourceFor(self, request):
+            host = (request.getHeader(b"host") or b"").lower()
+            if self.allowed_hosts and host not in self.allowed_hosts:
+                return resource.ErrorPage(421, "Misdirected Request",
+                                          "bbprofiler answers only to a loopback address.")
+            return super().getResourceFor(request)
+
+    site = LoopbackSite(root)
+    site.allowed_hosts = set()
+    site.displayTracebacks = False
+    return site
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+
+    from twisted.internet import reactor
+    from twisted.internet.error import CannotListenError
+    from profiler_service.www.resources import viewer_root
+
+    site = make_site(viewer_root(args.paths))
+    try:
+        port = reactor.listenTCP(args.port, site, interface=args.host)
+    except CannotListenError as exc:
+        print(f"bbprofiler: cannot listen on {args.host}:{args.port}: {exc.socketError}", file=sys.stderr)
+        return 1
+    if args.host in LOOPBACK_HOSTS:  # the port is known only now (--port 0)
+        site.allowed_hosts.update(loopback_names(port.getHost().port))
+    host = args.host if ":" not in args.host else f"[{args.host}]"
+    shown = "127.0.0.1" if args.host in ("0.0.0.0", "") else host
+    print(f"bbprofiler: serving {', '.join(args.paths)} at http://{shown}:{port.getHost().port}/", flush=True)
+    if not os.path.isfile(os.path.join(STATIC_DIR, "index.html")):
+        print("bbprofiler: the viewer page is not built (run scripts/build-viewer); serving the API only",
+              file=sys.stderr, flush=True)
+    reactor.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
