@@ -298,7 +298,7 @@ PROFILE_SHARES: dict[str, tuple[float, int, int, dict[str, int], dict[str, int]]
 # these: our sampler thread, the walk the main thread does for us when it is
 # busy, our signal handler, or the kernel delivering a signal.
 PROFILER_MARKERS = re.compile(
-    r"^(sampler_main|sampler_main_tick|sample_all|on_tick|on_poke|ps_ticker_\w+"
+    r"^(sampler_main|sampler_main_tick|sample_all|ps_walk_all|on_tick|on_poke|ps_ticker_\w+"
     r"|get_signal|handle_signal|__restore_rt|restore_sigcontext|x64_setup_rt_frame"
     r"|\w*sys_rt_sigreturn|do_signal|arch_do_signal_or_restart)$"
 )
@@ -391,9 +391,9 @@ def sampler_profile(scenario: str, seconds: float, perf_ok: bool) -> Optional[st
 
 SYMBOLS = [
     # (pattern in a perf symbol, what it is in our sampler)
-    ("sample_all", "the per-tick loop over thread states (sampler.c sample_all): tracking, CPU-delta idle test, bookkeeping"),
-    ("intern_code", "code object → frame id lookup, once per frame walked (sampler.c intern_code, open-addressing map)"),
-    ("walk", "the frame walk itself (sampler.c walk)"),
+    ("ps_walk_all", "the per-tick loop over thread states (walker.c ps_walk_all): tracking, CPU-delta idle test, bookkeeping"),
+    ("intern_code", "code object → frame id lookup, once per frame walked (walker.c intern_code, open-addressing map)"),
+    ("walk", "the frame walk itself (walker.c walk)"),
     ("PyFrame_GetBack", "CPython: PyFrame_GetBack, one call per frame; on 3.11 it materialises a PyFrameObject for every frame that has none yet"),
     ("_PyFrame_MakeAndSetFrameObject", "CPython: allocating frame objects for frames walked the first time (3.11 creates them lazily; a busy thread's fresh frames cost an allocation each)"),
     ("PyThreadState_GetFrame", "CPython: PyThreadState_GetFrame (materialises the top frame)"),
@@ -402,8 +402,8 @@ SYMBOLS = [
     ("frame_dealloc", "CPython: frame objects released after the walk"),
     ("ps_stacks_insert", "folding a stack into the prefix tree (stacks.c ps_stacks_insert: one child lookup per frame)"),
     ("ps_period_add_sample", "appending the sample record (period.c)"),
-    ("track", "finding the thread's tracking slot (sampler.c track)"),
-    ("prune_tracked", "dropping threads that ended (sampler.c prune_tracked)"),
+    ("track", "finding the thread's tracking slot (walker.c track)"),
+    ("prune_tracked", "dropping threads that ended (walker.c prune_tracked)"),
     ("take_gil", "CPython: taking the GIL after the wake-up"),
     ("drop_gil", "CPython: handing the GIL back"),
     ("PyEval_RestoreThread", "CPython: taking the GIL"),
@@ -481,7 +481,7 @@ def analysis(data: dict[str, Any], ticks: list[dict[str, Any]]) -> str:
             "main thread it can trip the walk itself (`PyErr_SetInterruptEx` is async-signal-safe) and skip "
             "the sampler thread, the clock read and the second signal (kernel signal-frame set-up and FPU "
             "save/restore show up as `copy_fpstate_to_sigframe`, `restore_fpregs_from_fpstate`).",
-            "3. **Reading every thread's CPU clock on every tick.** In the CPU modes `sample_all` calls "
+            "3. **Reading every thread's CPU clock on every tick.** In the CPU modes `ps_walk_all` (walker.c) calls "
             "`ps_thread_cpu_ns` for every thread before anything else (inclusive "
             f"{share('master1000', 'ps_thread_cpu_ns')} at 1000 Hz with 40 parked threads). A thread CPU "
             "clock is not in the vDSO: each read is a system call with a pid lookup "
