@@ -669,11 +669,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     instr_ok = perf_instructions_supported()
     tools = []
     tools.append(f"py-spy {'(' + subprocess.run([PYSPY, '--version'], capture_output=True, text=True).stdout.strip() + ')' if pyspy_ok else 'unavailable: ' + pyspy_err}: "
-                 + ("`py-spy record -p PID` attaches here." if attach_ok else
-                    f"attaching to a running process fails here (`py-spy record -p PID`: \"{attach_err}\"), "
-                    "so py-spy runs as the launcher (`py-spy record --nonblocking -r 100 -- python …`), "
-                    "which works; on the master (c) it is left out because the master is switched between "
-                    "configurations inside one process."))
+                 + ("`py-spy dump -p PID` attached to a busy process in this run's probe, but attaching is "
+                    "unreliable on this machine (other attempts failed with \"Failed to find python version "
+                    "from target process\"). " if attach_ok else
+                    f"attaching to a running process fails here (`py-spy dump -p PID`: \"{attach_err}\"). ")
+                 + "The suite therefore runs py-spy as the launcher (`py-spy record --nonblocking -r 100 -f raw "
+                   "-- python …`), which works, for (a), (b) and the accuracy runs; on the master (c) it is left "
+                   "out because the master is switched between configurations inside one process.")
     tools.append("`perf stat -e instructions`: " + ("supported" if instr_ok else
                  "`<not supported>` in this VM (no hardware counters), so no instruction counts; "
                  "`perf record` with the software cpu-clock event works and profiles our sampler below."))
