@@ -1,0 +1,263 @@
+"""Exports of a Profile to the formats other tools read, and the "top" table.
+
+- ``to_speedscope``: speedscope's file format (https://www.speedscope.app),
+  one ``sampled`` profile for all threads (thread name as the root frame) and
+  one per thread, weights in microseconds.
+- ``to_collapsed``: Brendan Gregg's collapsed stacks, read by flamegraph.pl,
+  inferno, speedscope and Pyroscope; the same lines as ``Period.collapsed()``.
+- ``top_functions``: self and total share of every frame.
+
+Every export takes the same selection: ``start_ms``/``end_ms`` (epoch ms,
+``start_ms <= time < end_ms``, either may be None) and ``thread`` (None, a
+thread name, or an ident / native id; see ``Profile.thread_indexes``).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any, NamedTuple, Optional, Union
+
+from .profile import Frame, Profile
+
+__all__ = [
+    "SPEEDSCOPE_SCHEMA",
+    "FunctionStats",
+    "collapsed_label",
+    "to_collapsed",
+    "to_speedscope",
+    "top_functions",
+    "write_atomically",
+]
+
+SPEEDSCOPE_SCHEMA = "https://www.speedscope.app/file-format-schema.json"
+
+ThreadSelector = Union[None, str, int]
+
+
+def _clean(text: str) -> str:
+    # As the C renderer does: ';' would split a frame, line breaks a line.
+    return text.replace(";", ",").replace("\n", " ").replace("\r", " ")
+
+
+def collapsed_label(frame: Frame) -> str:
+    """A frame as collapsed stacks show it: ``qualname (file:line)``, or the
+    bare name of a synthetic frame (empty file)."""
+    return _clean(frame.label)
+
+
+def _selected_counts(
+    profile: Profile, start_ms: Optional[float], end_ms: Optional[float], thread: ThreadSelector
+) -> dict[tuple[int, int], list[int]]:
+    """{(thread index, stack id): [samples, weight µs]} over the selection."""
+    totals: dict[tuple[int, int], list[int]] = {}
+    threads, stacks, weights = profile.sample_thread, profile.sample_stack, profile.sample_weight_us
+    for i in profile.select(start_ms, end_ms, thread):
+        key = (threads[i], stacks[i])
+        entry = totals.get(key)
+        if entry is None:
+            totals[key] = [1, weights[i]]
+        else:
+            entry[0] += 1
+            entry[1] += weights[i]
+    return totals
+
+
+def to_collapsed(
+    profile: Profile,
+    *,
+    start_ms: Optional[float] = None,
+    end_ms: Optional[float] = None,
+    thread: ThreadSelector = None,
+    weights: bool = False,
+) -> str:
+    """Collapsed stacks: ``thread;root;...;leaf count`` lines.
+
+    The count is the number of samples, or with ``weights`` their summed
+    weight in microseconds. Lines come in the order of ``Period.collapsed()``
+    (thread index, then stack id), so for a period's file the text is the
+    same as the period's own ``collapsed()``.
+    """
+    labels = [collapsed_label(f) for f in profile.frames]
+    names = [_clean(t.name) for t in profile.threads]
+    lines = []
+    for (thread_index, stack), (count, weight) in sorted(
+        _selected_counts(profile, start_ms, end_ms, thread).items()
+    ):
+        path = ";".join(labels[f] for f in profile.stack_path(stack))
+        lines.append(f"{names[thread_index]};{path} {weight if weights else count}\n")
+    return "".join(lines)
+
+
+def to_speedscope(
+    profile: Profile,
+    *,
+    start_ms: Optional[float] = None,
+    end_ms: Optional[float] = None,
+    thread: ThreadSelector = None,
+    name: Optional[str] = None,
+) -> dict[str, Any]:
+    """A speedscope document (a dict ready for ``json.dump``).
+
+    The first profile holds every selected thread, each under a root frame
+    named after it; then one profile per thread that has samples. Samples are
+    in time order; consecutive samples with the same stack are merged (their
+    weights added), which speedscope shows identically and keeps files small.
+    ``startValue`` is 0 and ``endValue`` the total weight, in microseconds.
+    """
+    from . import __version__
+
+    frames: list[dict[str, Any]] = []
+    for f in profile.frames:
+        entry: dict[str, Any] = {"name": f.name}
+        if f.file:
+            entry["file"] = f.file
+            if f.line > 0:
+                entry["line"] = f.line
+        frames.append(entry)
+    thread_root: dict[int, int] = {}
+
+    def root_frame(thread_index: int) -> int:
+        index = thread_root.get(thread_index)
+        if index is None:
+            index = thread_root[thread_index] = len(frames)
+            frames.append({"name": profile.threads[thread_index].name})
+        return index
+
+    class Builder:
+        def __init__(self, title: str) -> None:
+            self.title = title
+            self.samples: list[list[int]] = []
+            self.weights: list[int] = []
+            self.last: Optional[tuple[int, int]] = None
+
+        def add(self, key: tuple[int, int], stack: list[int], weight: int) -> None:
+            if key == self.last:
+                self.weights[-1] += weight
+            else:
+                self.samples.append(stack)
+                self.weights.append(weight)
+                self.last = key
+
+        def document(self) -> dict[str, Any]:
+            return {
+                "type": "sampled",
+                "name": self.title,
+                "unit": "microseconds",
+                "startValue": 0,
+                "endValue": sum(self.weights),
+                "samples": self.samples,
+                "weights": self.weights,
+            }
+
+    everything = Builder("All threads")
+    per_thread: dict[int, Builder] = {}
+    sample_thread, sample_stack, sample_weight = (
+        profile.sample_thread, profile.sample_stack, profile.sample_weight_us)
+    for i in profile.select(start_ms, end_ms, thread):
+        thread_index, stack, weight = sample_thread[i], sample_stack[i], sample_weight[i]
+        path = list(profile.stack_path(stack))
+        key = (thread_index, stack)
+        everything.add(key, [root_frame(thread_index)] + path, weight)
+        builder = per_thread.get(thread_index)
+        if builder is None:
+            builder = per_thread[thread_index] = Builder(profile.threads[thread_index].name)
+        builder.add(key, path, weight)
+
+    return {
+        "$schema": SPEEDSCOPE_SCHEMA,
+        "name": name if name is not None else os.path.basename(profile.source),
+        "exporter": f"buildbot-profiler {__version__}",
+        "activeProfileIndex": 0,
+        "shared": {"frames": frames},
+        "profiles": [everything.document()]
+        + [per_thread[t].document() for t in sorted(per_thread)],
+    }
+
+
+class FunctionStats(NamedTuple):
+    frame: Frame
+    self_samples: int        # samples with this frame as the leaf
+    total_samples: int       # samples with this frame anywhere on the stack
+    self_weight_us: int
+    total_weight_us: int
+
+
+def top_functions(
+    profile: Profile,
+    *,
+    start_ms: Optional[float] = None,
+    end_ms: Optional[float] = None,
+    thread: ThreadSelector = None,
+    sort: str = "self",
+) -> tuple[list[FunctionStats], int, int]:
+    """Every frame with samples, hottest first, and the selection's total
+    samples and weight.
+
+    ``sort`` is ``"self"`` (by self weight, then total) or ``"total"``. A
+    frame that appears several times on one stack (recursion) counts once in
+    its total.
+    """
+    if sort not in ("self", "total"):
+        raise ValueError(f"sort must be 'self' or 'total', not {sort!r}")
+    by_stack: dict[int, list[int]] = {}
+    for (_, stack), (count, weight) in _selected_counts(profile, start_ms, end_ms, thread).items():
+        entry = by_stack.setdefault(stack, [0, 0])
+        entry[0] += count
+        entry[1] += weight
+    n_frames = len(profile.frames)
+    self_samples, self_weight = [0] * n_frames, [0] * n_frames
+    total_samples, total_weight = [0] * n_frames, [0] * n_frames
+    all_samples = all_weight = 0
+    for stack, (count, weight) in by_stack.items():
+        all_samples += count
+        all_weight += weight
+        leaf = profile.stack_frame[stack]
+        self_samples[leaf] += count
+        self_weight[leaf] += weight
+        for frame in set(profile.stack_path(stack)):
+            total_samples[frame] += count
+            total_weight[frame] += weight
+    stats = [
+        FunctionStats(profile.frames[f], self_samples[f], total_samples[f], self_weight[f], total_weight[f])
+        for f in range(n_frames)
+        if total_samples[f]
+    ]
+    if sort == "self":
+        stats.sort(key=lambda s: (-s.self_weight_us, -s.total_weight_us, s.frame))
+    else:
+        stats.sort(key=lambda s: (-s.total_weight_us, -s.self_weight_us, s.frame))
+    return stats, all_samples, all_weight
+
+
+def write_atomically(path: Union[str, os.PathLike[str]], text: str) -> None:
+    """Write text to path through a temporary file in the same directory and
+    a rename, so path is never seen half-written. Raises OSError."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, temporary = tempfile.mkstemp(prefix=".bbprofiler-", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(temporary, 0o666 & ~_umask())
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+
+
+def _umask() -> int:
+    # os.umask() can only be read by setting it, which races with other
+    # threads (the viewer serves from threads): read it from /proc instead.
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022

@@ -1,0 +1,89 @@
+"""Finds the profile files under the served paths; the facts the viewer's
+picker shows (time range, samples, host, or the error) come from
+``profiler_service.profile.summarize`` (ours and 1.x files).
+
+A name is a file's base name; it is the only handle the API accepts, so a
+request can reach nothing but a file this module listed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from profiler_service.profile import PROFILE_SUFFIXES, summarize
+
+
+@dataclass(frozen=True)
+class ProfileFile:
+    name: str
+    path: str  # real path, symlinks resolved
+    size: int
+    mtime: float
+
+
+def _is_within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+class ProfileCatalog:
+    """The profile files under a fixed list of files and directories.
+
+    Directories are scanned (not recursively) on every call, so new files
+    appear without a restart; a directory entry whose real path leaves the
+    directory (a symlink pointing out) is ignored. Files named explicitly are
+    served wherever they are. When two files share a base name, the first
+    path given wins.
+    """
+
+    def __init__(self, paths: Iterable[str]):
+        self.paths = [os.path.abspath(p) for p in paths]
+
+    def files(self) -> dict[str, ProfileFile]:
+        found: dict[str, ProfileFile] = {}
+        for path in self.paths:
+            if os.path.isdir(path):
+                root = os.path.realpath(path)
+                try:
+                    names = sorted(os.listdir(path))
+                except OSError:
+                    continue
+                for name in names:
+                    if not name.endswith(PROFILE_SUFFIXES) or name in found:
+                        continue
+                    real = os.path.realpath(os.path.join(path, name))
+                    if _is_within(real, root):
+                        self._add(found, name, real)
+            else:
+                name = os.path.basename(path)
+                if name not in found:
+                    self._add(found, name, os.path.realpath(path))
+        return found
+
+    @staticmethod
+    def _add(found: dict[str, ProfileFile], name: str, real: str) -> None:
+        try:
+            st = os.stat(real)
+        except OSError:
+            return
+        if os.path.isfile(real):
+            found[name] = ProfileFile(name, real, st.st_size, st.st_mtime)
+
+    def resolve(self, name: str) -> ProfileFile | None:
+        return self.files().get(name)
+
+    def listing(self) -> list[dict[str, Any]]:
+        """One entry per file, newest first; blocking (run it in a thread)."""
+        entries = [self.summary(f) for f in self.files().values()]
+        entries.sort(key=lambda e: (e["end_ms"] or e["mtime"] * 1000, e["name"]), reverse=True)
+        return entries
+
+    @staticmethod
+    def summary(profile: ProfileFile) -> dict[str, Any]:
+        facts = summarize(profile.path)  # cached by path, size and mtime
+        facts.pop("path", None)  # the client needs no server paths
+        if facts.get("error"):
+            # summarize() names the file by its real path: keep only the problem.
+            facts["error"] = facts["error"].replace(profile.path + ": ", "", 1)
+        return dict(facts, name=profile.name, size=profile.size, mtime=profile.mtime)
