@@ -69,6 +69,7 @@ DEFAULTS = {
 }
 MIN_FREQUENCY = 1.0
 MIN_DURATION = 1.0
+BUILDS_TIMEOUT_S = 10.0
 
 
 class BadRequest(Exception):
@@ -186,8 +187,9 @@ class RecordingControl:
             self._shutdown_hooked = True
 
     def _at_shutdown(self) -> Optional[defer.Deferred]:
+        # By now the master's services (the database too) are stopped: no builds.
         if self.recording is not None:
-            return self.finish("the master is stopping")
+            return self.finish("the master is stopping", with_builds=False)
         return self.finishing
 
     # -- requests -----------------------------------------------------------------------
@@ -246,7 +248,7 @@ class RecordingControl:
         self.timer = None
         self.finish("duration reached")
 
-    def finish(self, reason: str) -> defer.Deferred:
+    def finish(self, reason: str, with_builds: bool = True) -> defer.Deferred:
         """End the recording now and write it; fires with ``self.last``."""
         if self.timer is not None and self.timer.active():
             self.timer.cancel()
@@ -259,7 +261,7 @@ class RecordingControl:
             log.failure("profiler www: could not stop the recording")
             self.last = {"name": None, "samples": 0, "reason": reason, "error": f"could not stop: {exc}"}
             return defer.succeed(self.last)
-        finishing = self._write(chunks, started, reason)
+        finishing = self._write(chunks, started, reason, with_builds)
         finishing.addBoth(self._written)
         if not finishing.called:
             self.finishing = finishing
@@ -270,7 +272,7 @@ class RecordingControl:
         return self.last
 
     @defer.inlineCallbacks
-    def _write(self, chunks: list, started: float, reason: str):
+    def _write(self, chunks: list, started: float, reason: str, with_builds: bool):
         samples = sum(chunk.samples for chunk in chunks)
         self.last = {"name": None, "samples": samples, "reason": reason, "error": None,
                      "started_at": started, "ended_at": time.time()}
@@ -278,7 +280,7 @@ class RecordingControl:
             self.last["error"] = "no samples: the master used no CPU while recording (try mode 'real')"
             log.msg(f"profiler www: recording ended ({reason}), no samples, no file written")
             return
-        builds = yield self._builds(started, time.time())
+        builds = (yield self._builds(started, time.time())) if with_builds else []
         meta = {"recording": "www", "period_end": reason, "master": getattr(self.master, "name", "")}
         reactor = self.master.reactor
         basepath = os.path.join(self.directory, FILE_PREFIX)
@@ -295,11 +297,15 @@ class RecordingControl:
 
     @defer.inlineCallbacks
     def _builds(self, start_s: float, end_s: float):
-        """The builds that overlap the recording (at most 100), with steps."""
+        """The builds that overlap the recording (at most 100), with steps;
+        [] after BUILDS_TIMEOUT_S (a stopping database never answers)."""
         from profiler_service.service import build_record
 
+        def bounded(d: defer.Deferred) -> defer.Deferred:
+            return d.addTimeout(BUILDS_TIMEOUT_S, self.master.reactor)
+
         try:
-            builds = list((yield self.master.data.get(("builds",), order=["-buildid"], limit=100)))
+            builds = list((yield bounded(self.master.data.get(("builds",), order=["-buildid"], limit=100))))
             overlapping = [
                 b for b in builds
                 if b["started_at"] is not None and b["started_at"].timestamp() <= end_s
@@ -307,11 +313,11 @@ class RecordingControl:
             ]
             if not overlapping:
                 return []
-            builders = yield self.master.data.get(("builders",))
+            builders = yield bounded(self.master.data.get(("builders",)))
             names = {builder["builderid"]: builder["name"] for builder in builders}
             records = []
             for build in overlapping:
-                steps = yield self.master.data.get(("builds", build["buildid"], "steps"))
+                steps = yield bounded(self.master.data.get(("builds", build["buildid"], "steps")))
                 records.append(build_record(build, names, list(steps)))
             return records
         except Exception as exc:
