@@ -248,3 +248,17 @@ def test_stopping_the_master_writes_the_recording(master, admin):
     assert len(written) == 1, master.log()[-3000:]
     doc = read_profile(written.pop())
     assert doc["meta"]["period_end"] == "the master is stopping" and len(doc["samples"]["dt"]) >= 5
+
+
+@pytest.mark.timeout(90)
+def test_a_bad_plugin_setting_stops_the_start_with_its_name(tmp_path):
+    m = WwwMaster(tmp_path / "master")
+    m.create()
+    m.configure_www(free_port(), plugin={"keepFiles": 0})
+    try:
+        result = m.run("start", check=False)
+        assert result.returncode != 0
+        assert "keepFiles must be an int >= 1, got 0" in m.log()
+    finally:
+        if m.alive:
+            m.kill()
