@@ -326,7 +326,7 @@ class ProfilerService(service.BuildbotService):
         idleFrames=DEFAULTS["idleFrames"],
     ):
         new = Options(
-            frequency=float(frequency),
+            frequency=float(frequency) if _number(frequency) else frequency,
             gather_period_s=gatherperiod,
             mode=mode,
             basepath=resolve_basepath(basepath, self.master.basedir),

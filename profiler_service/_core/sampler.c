@@ -87,7 +87,10 @@ on_poke(void)
 }
 
 /* Ask the main thread to walk. In the CPU modes the trip signal's handler is
- * ours (on_poke); in real mode it is CPython's, which trips itself. */
+ * ours (on_poke); in real mode it is CPython's, which trips itself. Tripping
+ * also writes a byte to the wakeup fd if one is set (Twisted's SIGCHLD
+ * waker): the reactor reads it at its next iteration, one read() and a
+ * waitpid(WNOHANG) per child process, only on ticks that found it busy. */
 static void
 trip_main(uint64_t ticks)
 {
