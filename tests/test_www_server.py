@@ -43,10 +43,13 @@ class Server:
             raise AssertionError(f"server did not start: {line!r} {self.proc.stderr.read()!r}")
         self.port = int(match.group(1))
 
-    def request(self, path: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+    def request(self, path: str, method: str = "GET", host: str | None = None) -> tuple[int, dict[str, str], bytes]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         try:
-            conn.putrequest(method, path, skip_accept_encoding=True)  # the raw path, no normalizing
+            # the raw path, no normalizing
+            conn.putrequest(method, path, skip_host=host is not None, skip_accept_encoding=True)
+            if host is not None:
+                conn.putheader("Host", host)
             conn.endheaders()
             resp = conn.getresponse()
             return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
@@ -276,6 +279,17 @@ def test_concurrent_requests(served):
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         results = list(pool.map(one, range(96)))
     assert all(results)
+
+
+@pytest.mark.timeout(60)
+def test_only_loopback_host_names_are_answered(served):
+    """DNS rebinding: a page served as evil.example must not read profiles."""
+    server, _, _ = served
+    for host in ("evil.example", f"evil.example:{server.port}", "127.0.0.1.evil.example"):
+        status, _, body = server.request("/api/profiles", host=host)
+        assert status == 421 and b"profiles" not in body, host
+    for host in (f"127.0.0.1:{server.port}", f"localhost:{server.port}", f"LOCALHOST:{server.port}"):
+        assert server.request("/api/profiles", host=host)[0] == 200, host
 
 
 @pytest.mark.timeout(30)

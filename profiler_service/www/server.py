@@ -44,22 +44,53 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def loopback_names(port: int) -> set[bytes]:
+    names = {b"127.0.0.1", b"localhost", b"[::1]"}
+    with_port = {name + b":%d" % port for name in names}
+    return with_port | names if port == 80 else with_port
+
+
+def make_site(root):
+    """A Site for root that, once ``allowed_hosts`` is filled (when bound to
+    loopback), answers 421 to a request whose Host header is not a loopback
+    name: a web page must not read the profiles through DNS rebinding (its
+    own name would be in Host)."""
+    from twisted.web import resource, server
+
+    class LoopbackSite(server.Site):
+        allowed_hosts: set[bytes]
+
+        def getResourceFor(self, request):
+            host = (request.getHeader(b"host") or b"").lower()
+            if self.allowed_hosts and host not in self.allowed_hosts:
+                return resource.ErrorPage(421, "Misdirected Request",
+                                          "bbprofiler answers only to a loopback address.")
+            return super().getResourceFor(request)
+
+    site = LoopbackSite(root)
+    site.allowed_hosts = set()
+    site.displayTracebacks = False
+    return site
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
 
     from twisted.internet import reactor
     from twisted.internet.error import CannotListenError
-    from twisted.web import server
-
     from profiler_service.www.resources import viewer_root
 
-    site = server.Site(viewer_root(args.paths))
-    site.displayTracebacks = False
+    site = make_site(viewer_root(args.paths))
     try:
         port = reactor.listenTCP(args.port, site, interface=args.host)
     except CannotListenError as exc:
         print(f"bbprofiler: cannot listen on {args.host}:{args.port}: {exc.socketError}", file=sys.stderr)
         return 1
+    if args.host in LOOPBACK_HOSTS:  # the port is known only now (--port 0)
+        site.allowed_hosts.update(loopback_names(port.getHost().port))
     host = args.host if ":" not in args.host else f"[{args.host}]"
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "") else host
     print(f"bbprofiler: serving {', '.join(args.paths)} at http://{shown}:{port.getHost().port}/", flush=True)

@@ -35,10 +35,10 @@ export function createTimeline(el, { onRange, onBuild }) {
     let maxPct = 100;
     for (const v of p.load.cpu) if (v > maxPct) maxPct = v;
     for (const v of p.load.mem) if (v > maxPct) maxPct = v;
-    const yPct = scaleLinear().domain([0, maxPct]).nice().range([PLOT_H, 0]);
+    const yPct = scaleLinear().domain([0, maxPct * 1.05]).nice().range([PLOT_H, 0]);
     let maxRate = 1;
     for (const v of rates) if (v > maxRate) maxRate = v;
-    const yRate = scaleLinear().domain([0, maxRate]).nice().range([PLOT_H, 0]);
+    const yRate = scaleLinear().domain([0, maxRate * 1.1]).nice().range([PLOT_H, 0]);
 
     svg.append('defs').append('clipPath').attr('id', 'bbprof-plot-clip')
       .append('rect').attr('width', plotW).attr('height', PLOT_H + 1);
