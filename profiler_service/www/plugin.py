@@ -306,10 +306,13 @@ class RecordingControl:
 
         try:
             builds = list((yield bounded(self.master.data.get(("builds",), order=["-buildid"], limit=100))))
+            # The database keeps whole seconds: a build that ended 0.3 s into
+            # the recording may say it ended a second before it began.
+            low, high = math.floor(start_s) - 1, math.ceil(end_s) + 1
             overlapping = [
                 b for b in builds
-                if b["started_at"] is not None and b["started_at"].timestamp() <= end_s
-                and (b["complete_at"] is None or b["complete_at"].timestamp() >= start_s)
+                if b["started_at"] is not None and b["started_at"].timestamp() <= high
+                and (b["complete_at"] is None or b["complete_at"].timestamp() >= low)
             ]
             if not overlapping:
                 return []
