@@ -151,6 +151,11 @@ def test_non_admin_sees_the_refusal(browser, master):
         message = page.inner_text("#bbprof-message")
         assert "Start: forbidden" in message and "admins" in message, message
         assert page.locator("[data-bbprof=state][data-recording=no]").count() == 1
+        # opening a profile is a download: the viewer says it is refused
+        if master.client("admin").get("plugins/profiler/api/profiles").json()["profiles"]:
+            frame = page.frame(url=lambda u: "/plugins/profiler/" in u)
+            frame.wait_for_function("document.body.dataset.state === 'error'", timeout=30000)
+            assert "forbidden: you need to have role 'admins'" in frame.inner_text("#error")
         page.screenshot(path=str(ARTIFACTS / "www-plugin-forbidden.png"))
     finally:
         context.close()
