@@ -135,6 +135,22 @@ def test_record_from_the_profiler_page_and_see_the_flame_graph(browser, master):
         page.locator("#bbprof-viewer").scroll_into_view_if_needed()
         page.screenshot(path=str(ARTIFACTS / "www-plugin-flamegraph.png"), full_page=True)
         viewer.locator(".flame-panel").screenshot(path=str(ARTIFACTS / "www-plugin-flamegraph-panel.png"))
+
+        # a recording that ends at its duration is opened too
+        page.fill("#bbprof-duration", "1")
+        page.click("#bbprof-start")
+        page.wait_for_selector("[data-bbprof=state][data-recording=yes]", timeout=10000)
+        page.evaluate("""() => fetch('api/v2/forceschedulers/force', {method: 'POST',
+            headers: {'Content-Type': 'application/json'},
+            body: JSON.stringify({jsonrpc: '2.0', method: 'force', id: 2, params: {builderid: 1}})})""")
+        page.wait_for_selector("[data-bbprof=state][data-recording=no]", timeout=20000)
+        state = page.inner_text("[data-bbprof=state]")
+        assert "duration reached" in state, state
+        if "Last recording: web_" in state:  # a master idle for that second records no sample, so no file
+            second = state.split("Last recording: ")[1].split()[0]
+            print("auto-ended recording opened:", second)
+            assert second != name
+            frame.wait_for_function(f"document.getElementById('picker').value === {second!r}", timeout=30000)
     finally:
         context.close()
         master.client("admin").post("plugins/profiler/api/stop")  # if the test failed while recording

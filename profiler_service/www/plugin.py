@@ -132,7 +132,9 @@ def find_services(master: Any) -> list:
         return []
     from profiler_service.service import ProfilerService  # Buildbot is loaded: we run in a master
 
-    return [svc for svc in manager.namedServices.values() if isinstance(svc, ProfilerService)]
+    # tuple() copies the values under the GIL in one step: the listing calls
+    # this from a pool thread while a reconfig may change the services.
+    return [svc for svc in tuple(manager.namedServices.values()) if isinstance(svc, ProfilerService)]
 
 
 class PluginCatalog(ProfileCatalog):
