@@ -265,3 +265,31 @@ def test_a_bad_plugin_setting_stops_the_start_with_its_name(tmp_path):
     finally:
         if m.alive:
             m.kill()
+
+
+@pytest.mark.timeout(90)
+def test_without_the_c_extension_the_master_starts_and_the_page_says_why(tmp_path, monkeypatch):
+    # The master process imports a sitecustomize that makes the extension
+    # unimportable, as a Python upgrade under an installed wheel would.
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import sys\nsys.modules['profiler_service._core'] = None\n")
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    m = WwwMaster(tmp_path / "master")
+    m.create()
+    m.configure_www(free_port(), services="util.ProfilerService(gatherperiod=5)")
+    m.start()
+    try:
+        m.wait_for(lambda: m.client().get("plugins/profiler/api/status").status == 200, 60, "the plugin's API")
+        status = m.client().get("plugins/profiler/api/status").json()
+        assert status["available"] is False
+        assert "C extension cannot load" in status["problem"], status
+        reply = m.client("admin").post("plugins/profiler/api/start", {})
+        assert reply.status == 503 and "C extension cannot load" in reply.json()["error"]
+        assert m.client().get("plugins/profiler/").status == 200
+        assert "ProfilerService: cannot start the sampler" in m.log()
+    finally:
+        result = m.stop()
+        if m.alive:
+            m.kill()
+    assert result.returncode == 0, result.stdout
