@@ -115,6 +115,8 @@ def test_bad_requests_are_refused_with_a_message(admin):
     reply = admin.post("plugins/profiler/api/start", b"frequency=100", content_type="application/x-www-form-urlencoded")
     assert reply.status == 415
     assert admin.get("plugins/profiler/api/start").status == 405
+    assert admin.get("plugins/profiler/api/status/x").status == 404
+    assert admin.get("plugins/profiler/api/nothing").status == 404
     assert admin.post("plugins/profiler/api/stop").status == 409  # nothing to stop
     assert admin.get("plugins/profiler/api/status").json()["recording"] is None
 

@@ -45,7 +45,6 @@ from profiler_service.www import STATIC_DIR
 from profiler_service.www.listing import ProfileCatalog
 from profiler_service.www.resources import (
     ApiResource,
-    JsonError,
     MissingViewer,
     ProfilesResource,
     StaticFiles,
@@ -399,11 +398,22 @@ def authorize(master: Any, request: server.Request, call: str, action: str) -> d
     return defer.maybeDeferred(www.assertUserAllowed, request, ("plugins", "profiler", call), action, {})
 
 
+def failure_body(request: server.Request, failure: Any, what: str) -> bytes:
+    """The JSON reply for a failed call: 403 (authz), the BadRequest's code,
+    or 500 (logged)."""
+    from buildbot.www.authz import Forbidden
+
+    if failure.check(Forbidden):
+        return json_body(request, {"error": f"forbidden: {_forbidden_message(failure.value)}"}, 403)
+    if failure.check(BadRequest):
+        return json_body(request, {"error": str(failure.value)}, failure.value.code)
+    log.err(failure, f"profiler www: {what} failed")
+    return json_body(request, {"error": f"{what} failed: {failure.getErrorMessage()}"}, 500)
+
+
 def respond_after_authz(master: Any, request: server.Request, call: str, action: str, render) -> Any:
     """Check authz, then ``render(request)`` (bytes or NOT_DONE_YET); 403 with
     Buildbot's message if refused."""
-    from buildbot.www.authz import Forbidden
-
     gone = []
     request.notifyFinish().addErrback(lambda _: gone.append(True))
 
@@ -416,17 +426,9 @@ def respond_after_authz(master: Any, request: server.Request, call: str, action:
             request.finish()
 
     def refused(failure: Any) -> None:
-        if gone:
-            return
-        if failure.check(Forbidden):
-            body = json_body(request, {"error": f"forbidden: {_forbidden_message(failure.value)}"}, 403)
-        elif failure.check(BadRequest):
-            body = json_body(request, {"error": str(failure.value)}, failure.value.code)
-        else:
-            log.err(failure, "profiler www: request failed")
-            body = json_body(request, {"error": f"internal error: {failure.getErrorMessage()}"}, 500)
-        request.write(body)
-        request.finish()
+        if not gone:
+            request.write(failure_body(request, failure, call))
+            request.finish()
 
     d = authorize(master, request, call, action)
     d.addCallback(allowed)
@@ -441,8 +443,10 @@ class Leaf(resource.Resource):
         super().__init__()
         self.control = control
 
-    def getChild(self, path: bytes, request: server.Request) -> resource.Resource:
-        return JsonError(404, "no such API endpoint")
+    def render(self, request: server.Request) -> Any:
+        if request.postpath and request.postpath != [b""]:  # api/status/x
+            return json_body(request, {"error": "no such API endpoint"}, 404)
+        return super().render(request)
 
 
 class StatusResource(Leaf):
@@ -489,7 +493,6 @@ class ControlResource(Leaf):
             return json_body(request, {"error": str(exc)}, exc.code)
         gone = []
         request.notifyFinish().addErrback(lambda _: gone.append(True))
-        from buildbot.www.authz import Forbidden
 
         def act(_: Any) -> Any:
             if self.action == "start":
@@ -510,17 +513,9 @@ class ControlResource(Leaf):
                 request.finish()
 
         def refused(failure: Any) -> None:
-            if gone:
-                return
-            if failure.check(Forbidden):
-                body_out = json_body(request, {"error": f"forbidden: {_forbidden_message(failure.value)}"}, 403)
-            elif failure.check(BadRequest):
-                body_out = json_body(request, {"error": str(failure.value)}, failure.value.code)
-            else:
-                log.err(failure, f"profiler www: {self.action} failed")
-                body_out = json_body(request, {"error": f"{self.action} failed: {failure.getErrorMessage()}"}, 500)
-            request.write(body_out)
-            request.finish()
+            if not gone:
+                request.write(failure_body(request, failure, self.action))
+                request.finish()
 
         d = authorize(self.control.master, request, self.action, self.action)
         d.addCallback(act)
