@@ -82,8 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     top = commands.add_parser(
         "top", help="print the hottest functions",
         description="Print the hottest functions of a profile: SELF%% is the share of "
-        "CPU time spent in the function itself, TOTAL%% in it and what it calls; "
-        "SELF and TOTAL count samples.")
+        "the sampled time (CPU time; wall time in real mode) spent in the function "
+        "itself, TOTAL%% in it and what it calls; SELF and TOTAL count samples.")
     top.add_argument("file", metavar="FILE")
     top.add_argument("-n", type=int, default=30, metavar="N", help="rows to print (default 30)")
     top.add_argument("--sort", choices=("self", "total"), default="self",
@@ -215,13 +215,15 @@ def format_top(profile: Profile, rows: int = 30, *, width: int = 100, sort: str 
         profile, start_ms=start_ms, end_ms=end_ms, thread=thread, sort=sort)
     if profile.format == LEGACY_FORMAT:
         how = f"buildbot_profiler 1.x file, {profile.frequency:g} Hz"
+        time_kind = "sampled (1/frequency each)"
     else:
         how = f"{profile.mode} mode, {profile.frequency:g} Hz"
+        time_kind = "of wall time" if profile.mode == "real" else "of CPU"
     which = f"thread {thread}" if thread is not None else f"all threads ({len(profile.threads)})"
     lines = [
         f"{os.path.basename(profile.source)}: {_utc(profile.start_ms)} to {_utc(profile.end_ms)} "
         f"({_duration(profile.duration_s)}), {how}",
-        f"{samples} samples, {weight / 1e6:.2f} s of CPU, {which}",
+        f"{samples} samples, {weight / 1e6:.2f} s {time_kind}, {which}",
     ]
     if not stats:
         lines.append("no samples in this selection")

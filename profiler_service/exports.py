@@ -89,6 +89,36 @@ def to_collapsed(
     return "".join(lines)
 
 
+class _SampledProfile:
+    """One speedscope "sampled" profile being built; a sample with the same
+    key (thread, stack) as the previous one only adds its weight."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self.samples: list[list[int]] = []
+        self.weights: list[int] = []
+        self.last: Optional[tuple[int, int]] = None
+
+    def add(self, key: tuple[int, int], stack: list[int], weight: int) -> None:
+        if key == self.last:
+            self.weights[-1] += weight
+        else:
+            self.samples.append(stack)
+            self.weights.append(weight)
+            self.last = key
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "type": "sampled",
+            "name": self.title,
+            "unit": "microseconds",
+            "startValue": 0,
+            "endValue": sum(self.weights),
+            "samples": self.samples,
+            "weights": self.weights,
+        }
+
+
 def to_speedscope(
     profile: Profile,
     *,
@@ -124,34 +154,8 @@ def to_speedscope(
             frames.append({"name": profile.threads[thread_index].name})
         return index
 
-    class Builder:
-        def __init__(self, title: str) -> None:
-            self.title = title
-            self.samples: list[list[int]] = []
-            self.weights: list[int] = []
-            self.last: Optional[tuple[int, int]] = None
-
-        def add(self, key: tuple[int, int], stack: list[int], weight: int) -> None:
-            if key == self.last:
-                self.weights[-1] += weight
-            else:
-                self.samples.append(stack)
-                self.weights.append(weight)
-                self.last = key
-
-        def document(self) -> dict[str, Any]:
-            return {
-                "type": "sampled",
-                "name": self.title,
-                "unit": "microseconds",
-                "startValue": 0,
-                "endValue": sum(self.weights),
-                "samples": self.samples,
-                "weights": self.weights,
-            }
-
-    everything = Builder("All threads")
-    per_thread: dict[int, Builder] = {}
+    everything = _SampledProfile("All threads")
+    per_thread: dict[int, _SampledProfile] = {}
     sample_thread, sample_stack, sample_weight = (
         profile.sample_thread, profile.sample_stack, profile.sample_weight_us)
     for i in profile.select(start_ms, end_ms, thread):
@@ -161,7 +165,7 @@ def to_speedscope(
         everything.add(key, [root_frame(thread_index)] + path, weight)
         builder = per_thread.get(thread_index)
         if builder is None:
-            builder = per_thread[thread_index] = Builder(profile.threads[thread_index].name)
+            builder = per_thread[thread_index] = _SampledProfile(profile.threads[thread_index].name)
         builder.add(key, path, weight)
 
     return {

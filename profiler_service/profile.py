@@ -24,6 +24,7 @@ import os
 import threading
 import zlib
 from array import array
+from bisect import bisect_left
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from itertools import accumulate
@@ -60,7 +61,7 @@ LEGACY_DEFAULT_FREQUENCY = 100
 MAX_FREQUENCY = 10000
 """The highest sampling frequency a file may declare (Hz), as the schema says."""
 
-MAX_DOCUMENT_BYTES = 1 << 30
+MAX_DOCUMENT_BYTES = 512 << 20
 """A document that decompresses to more than this is refused (gzip bombs)."""
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -230,24 +231,13 @@ class Profile:
         wanted = self.thread_indexes(thread)
         times, threads = self.sample_time_ms, self.sample_thread
         n = len(times)
-        lo = 0 if start_ms is None else _bisect_left(times, start_ms)
-        hi = n if end_ms is None else _bisect_left(times, end_ms)
+        # Times are sorted: dt >= 0 in v1 files, 1.x samples sorted at load.
+        lo = 0 if start_ms is None else bisect_left(times, start_ms)
+        hi = n if end_ms is None else bisect_left(times, end_ms)
         if wanted is None:
             return list(range(lo, hi))
         keep = set(wanted)
         return [i for i in range(lo, hi) if threads[i] in keep]
-
-
-def _bisect_left(values: array, x: float) -> int:
-    # sample_time_ms is sorted (dt >= 0, or 1.x samples sorted at load).
-    lo, hi = 0, len(values)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if values[mid] < x:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
 
 
 # --------------------------------------------------------------------------
@@ -255,39 +245,57 @@ def _bisect_left(values: array, x: float) -> int:
 
 
 def _read(path: PathLike, limit: int) -> bytes:
+    """The file's bytes; more than limit is refused (also for endless
+    files such as /dev/zero, which stat() does not size)."""
     with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if size > limit:
+        if os.fstat(f.fileno()).st_size > limit:
             raise _Invalid(f"file is larger than {limit} bytes")
-        return f.read(limit + 1)
+        parts = []
+        total = 0
+        while True:
+            chunk = f.read(1 << 20)
+            if not chunk:
+                return b"".join(parts)
+            total += len(chunk)
+            if total > limit:
+                raise _Invalid(f"file is larger than {limit} bytes")
+            parts.append(chunk)
 
 
 def _is_gzip(data: bytes) -> bool:
     return data[:2] == b"\x1f\x8b"
 
 
+_GZIP_INPUT_STEP = 1 << 16  # input per decompress() call: output stays bounded
+
+
 def _gunzip(data: bytes, limit: int) -> bytes:
-    """Every gzip member of data, refusing more than limit bytes of output."""
+    """Every gzip member of data, refusing more than limit bytes of output.
+
+    Input goes in slices so no single call can produce more than about a
+    thousand times a slice (deflate's best ratio), whatever the file.
+    """
     parts = []
     total = 0
+    view = memoryview(data)
     while True:
         d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        chunk = d.decompress(data, limit - total + 1)
-        while True:
+        position = 0
+        while position < len(view) and not d.eof:
+            chunk = d.decompress(view[position:position + _GZIP_INPUT_STEP])
+            position += _GZIP_INPUT_STEP
             total += len(chunk)
             if total > limit:
                 raise _Invalid(f"gzip data decompresses to more than {limit} bytes")
             parts.append(chunk)
-            if not d.unconsumed_tail:
-                break
-            chunk = d.decompress(d.unconsumed_tail, limit - total + 1)
         if not d.eof:
             raise _Invalid("truncated gzip data (the file ends mid-stream)")
-        data = d.unused_data
-        if not data:
+        rest = d.unused_data + bytes(view[position:])
+        if not rest:
             return b"".join(parts)
-        if not _is_gzip(data):
+        if not _is_gzip(rest):
             raise _Invalid("unexpected bytes after the gzip data")
+        view = memoryview(rest)
 
 
 def _reject_constant(name: str) -> None:
@@ -431,7 +439,7 @@ def _thread_totals(n_threads: int, sample_thread: array, sample_weight: array) -
 # Format v1
 
 
-def _from_v1(doc: dict, source: str) -> Profile:
+def _v1_version(doc: dict) -> int:
     version = _member(doc, "version", "the document")
     if type(version) is not int:
         raise _Invalid(f"'version' is {_kind(version)}, expected an integer")
@@ -442,8 +450,11 @@ def _from_v1(doc: dict, source: str) -> Profile:
         )
     if version != FORMAT_VERSION:
         raise _Invalid(f"unknown format version {version} (this reader knows {FORMAT_VERSION})")
+    return version
 
-    meta = _object(_member(doc, "meta", "the document"), "meta")
+
+def _v1_meta(meta: dict) -> tuple[int, int, str, float, int]:
+    """start_ms, end_ms, mode, frequency and ram_kb (0 if unknown) of meta."""
     start_ms = _int(_member(meta, "start_ms", "meta"), "meta.start_ms", 0)
     end_ms = _int(_member(meta, "end_ms", "meta"), "meta.end_ms", 0)
     if end_ms < start_ms:
@@ -455,10 +466,22 @@ def _from_v1(doc: dict, source: str) -> Profile:
         raise _Invalid(f"meta.weight_unit {_short(unit)} is not supported (expected 'us')")
     ram_kb = meta.get("ram_kb")
     ram_kb = _int(ram_kb, "meta.ram_kb", 0) if ram_kb is not None else 0
+    return start_ms, end_ms, mode, frequency, ram_kb
 
-    stats = _object(_member(doc, "stats", "the document"), "stats")
+
+def _v1_stats(stats: Any) -> dict[str, int]:
+    stats = _object(stats, "stats")
     for key, value in stats.items():
         _int(value, f"stats.{key}", 0)
+    return stats
+
+
+def _from_v1(doc: dict, source: str) -> Profile:
+    version = _v1_version(doc)
+
+    meta = _object(_member(doc, "meta", "the document"), "meta")
+    start_ms, end_ms, mode, frequency, ram_kb = _v1_meta(meta)
+    stats = _v1_stats(_member(doc, "stats", "the document"))
 
     thread_docs = _list(_member(doc, "threads", "the document"), "threads")
     thread_ids = []
@@ -584,7 +607,7 @@ def _from_legacy(doc: dict, source: str, mtime_ms: int) -> Profile:
         for tid, stack in threads.items():
             index = thread_index.get(tid)
             if index is None:
-                if not (tid.isascii() and tid.isdigit()):
+                if not (tid.isascii() and tid.isdigit() and len(tid) <= 20):
                     raise _Invalid(f"{where}.threads key {_short(tid)} is not a thread id")
                 index = thread_index[tid] = len(thread_ids)
                 thread_ids.append(int(tid))
@@ -651,9 +674,9 @@ def _legacy_build(build: dict) -> dict:
     """A 1.x build (Buildbot data API, times as epoch seconds) in the v1 shape."""
 
     def ms(value: Any) -> Optional[int]:
-        if type(value) in (int, float) and math.isfinite(value):
-            return round(value * 1000)
-        return None
+        if type(value) not in (int, float) or not 0 <= value < _LEGACY_TIME_LIMIT_S:
+            return None
+        return round(value * 1000)
 
     return {
         "buildid": build.get("buildid"),
@@ -798,26 +821,25 @@ def _gzip_prefix(path: PathLike, verify: bool) -> Optional[str]:
 
 def _summary_from_header(members: dict) -> Optional[dict]:
     """Summary fields from the leading members of a v1 file, or None if they
-    are not all there or look wrong (then the full reader decides)."""
-    if not all(k in members for k in _SUMMARY_KEYS):
+    are not all there (then the full reader decides). Raises _Invalid for
+    what load() would refuse in those members."""
+    if not all(k in members for k in _SUMMARY_KEYS) or members["format"] != FORMAT_NAME:
         return None
-    if members["format"] != FORMAT_NAME or members["version"] != FORMAT_VERSION:
+    version = _v1_version(members)
+    meta = _object(members["meta"], "meta")
+    start_ms, end_ms, mode, _, _ = _v1_meta(meta)
+    stats = _v1_stats(members["stats"])
+    samples = stats.get("samples")
+    if samples is None:
         return None
-    meta, stats = members["meta"], members["stats"]
-    if type(meta) is not dict or type(stats) is not dict:
-        return None
-    start, end, samples = meta.get("start_ms"), meta.get("end_ms"), stats.get("samples")
-    if not (type(start) is int and type(end) is int and type(samples) is int and 0 <= start <= end):
-        return None
-    mode = meta.get("mode")
     hostname = meta.get("hostname")
     return {
         "format": FORMAT_NAME,
-        "version": FORMAT_VERSION,
-        "start_ms": start,
-        "end_ms": end,
+        "version": version,
+        "start_ms": start_ms,
+        "end_ms": end_ms,
         "samples": samples,
-        "mode": mode if type(mode) is str else None,
+        "mode": mode,
         "hostname": hostname if type(hostname) is str else None,
     }
 

@@ -370,12 +370,13 @@ class ProfilerService(service.BuildbotService):
             self._shutdown_trigger = None
         if self._recording is not None:
             recording, self._recording = self._recording, None
+            began = time.perf_counter()
             try:
                 chunks = recording.close()
             except Exception:
                 log.failure("ProfilerService: could not stop the sampler; the final period is lost")
             else:
-                self._queue_write(chunks, self._period_options, "stop")
+                self._queue_write(chunks, self._period_options, "stop", (time.perf_counter() - began) * 1000)
         # Wait for every queued write (the lock serves its waiters in order).
         yield self._write_lock.acquire()
         self._write_lock.release()

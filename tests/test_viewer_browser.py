@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
-SPEEDSCOPE_SCHEMA = REPO.parent / "shared" / "specs" / "speedscope-file-format-schema.json"
+from profile_helpers import SPEEDSCOPE_SCHEMA  # noqa: E402
 
 pytestmark = [
     pytest.mark.skipif(not os.path.isfile(os.path.join(STATIC_DIR, "index.html")),

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import viewer_profiles  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-LEGACY_BIG = Path(os.environ.get("BBPROF_LEGACY_FIXTURES", REPO.parent / "shared" / "fixtures" / "legacy")) / "big.json"
+from profile_helpers import LEGACY_BIG  # noqa: E402
 SCHEMA = REPO / "profiler_service" / "schema" / "profile-v1.schema.json"
 
 

@@ -1,0 +1,110 @@
+"""`bbprofiler export` output opens in the real speedscope (npm, pinned in
+tests/speedscope/package-lock.json, installed by scripts/setup), run in
+headless Chromium: both formats import, and speedscope's sandwich table
+shows the known hot function with its time in real units."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import re
+import threading
+from pathlib import Path
+
+import pytest
+
+from profiler_service import cli
+from profile_helpers import LEGACY_BIG
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = "/usr/bin/chromium"
+SANITIZER_VARIABLES = {"LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS"}
+SPEEDSCOPE = Path(__file__).resolve().parent / "speedscope" / "node_modules" / "speedscope" / "dist" / "release"
+
+pytestmark = [
+    pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK), reason="no /usr/bin/chromium"),
+    pytest.mark.skipif(not (SPEEDSCOPE / "index.html").is_file(),
+                       reason="speedscope not installed (scripts/setup runs npm ci in tests/speedscope)"),
+]
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """A loopback HTTP server for speedscope's files and our exports."""
+    root = tmp_path_factory.mktemp("speedscope-site")
+    (root / "speedscope").symlink_to(SPEEDSCOPE, target_is_directory=True)
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                  "--disable-background-networking"],
+            # Under scripts/test --sanitize, the ASan runtime preloaded for
+            # Python must not reach Chromium (it does not start with it).
+            env={k: v for k, v in os.environ.items() if k not in SANITIZER_VARIABLES},
+            timeout=30_000,
+        )
+        yield chromium
+        chromium.close()
+
+
+def _open_in_speedscope(browser, site, name: str) -> tuple[str, list[str], list[str], list[str]]:
+    """(page title, import log lines, page errors, sandwich table cells)."""
+    _, base = site
+    page = browser.new_page()
+    logs: list[str] = []
+    errors: list[str] = []
+    page.on("console", lambda message: logs.append(message.text))
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.set_default_timeout(20_000)
+    page.goto(f"{base}/speedscope/index.html#profileURL=/{name}")
+    page.get_by_text("Sandwich").click()
+    page.get_by_text("Symbol Name").wait_for()
+    cells = [c.strip() for c in re.split(r"[\t\n]", page.inner_text("body")) if c.strip()]
+    title = page.title()
+    page.close()
+    return title, [line for line in logs if line.startswith("Importing as")], errors, cells
+
+
+@pytest.mark.timeout(120)
+def test_speedscope_export_opens_in_speedscope(browser, site):
+    root, _ = site
+    assert cli.main(["export", str(LEGACY_BIG), "-f", "speedscope", "-o", str(root / "big.json")]) == 0
+    title, imports, errors, cells = _open_in_speedscope(browser, site, "big.json")
+    assert errors == []
+    assert imports == ["Importing as speedscope json file"]
+    assert title == "big.json - speedscope"
+    assert "All threads (1/4)" in cells             # our first profile of four
+    header = cells.index("Symbol Name")
+    # Total, self and name of the hottest symbol: 713 samples of 1 ms.
+    assert cells[header + 1:header + 4] == ["713.00ms (21%)", "713.00ms (21%)", "do_execute"]
+
+
+@pytest.mark.timeout(120)
+def test_collapsed_export_opens_in_speedscope(browser, site):
+    root, _ = site
+    assert cli.main(["export", str(LEGACY_BIG), "-f", "collapsed", "-o", str(root / "big.folded")]) == 0
+    title, imports, errors, cells = _open_in_speedscope(browser, site, "big.folded")
+    assert errors == []
+    assert imports == ["Importing as collapsed stack format"]
+    header = cells.index("Symbol Name")
+    assert cells[header + 1:header + 4] == [
+        "713 (21%)", "713 (21%)", "do_execute (my/engine/default.py:462)"]
