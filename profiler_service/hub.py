@@ -24,6 +24,7 @@ Use (the web UI, on the reactor thread)::
     recording.conflict     # None, or why the running settings were kept
     recording.status()     # {"open", "frequency", "mode", "samples", ...}
     period = join(recording.close())   # a Period, or None; .write(path, ...)
+    # (join_runs() instead gives one Period per run of equal settings)
 
 A recording that is never closed keeps every chunk handed to it: bound each
 recording's duration.
@@ -76,6 +77,19 @@ def join(chunks: Sequence["Period"]) -> Optional["Period"]:
     if concat is None:
         raise NotImplementedError("this build of profiler_service._core cannot concatenate periods")
     return concat(list(chunks))
+
+
+def join_runs(chunks: Sequence["Period"]) -> list["Period"]:
+    """Consecutive chunks joined into one Period per run of the same mode and
+    frequency: a sampler restarted with other settings inside a recording
+    gives two periods, so no file mixes CPU and wall time or two rates."""
+    runs: list[list["Period"]] = []
+    for chunk in chunks:
+        if runs and (runs[-1][-1].mode, runs[-1][-1].frequency) == (chunk.mode, chunk.frequency):
+            runs[-1].append(chunk)
+        else:
+            runs.append([chunk])
+    return [join(run) for run in runs]
 
 
 @dataclass(eq=False)

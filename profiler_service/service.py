@@ -33,7 +33,7 @@ from buildbot.util import service
 from buildbot.warnings import ConfigWarning
 
 from . import __version__
-from .hub import Recording, Settings, get_hub, join
+from .hub import Recording, Settings, get_hub, join_runs
 
 DEFAULTS: dict[str, Any] = {
     "frequency": 100,
@@ -488,9 +488,11 @@ class ProfilerService(service.BuildbotService):
         meta = self._meta(options, reason)
         pool = reactor.getThreadPool()
         try:
-            periods = [join(chunks)]
-        except NotImplementedError:
-            periods = chunks  # no _core.concat in this build: one file per chunk
+            periods = join_runs(chunks)  # one file per run of equal sampler settings
+        except Exception as exc:
+            log.msg(f"ProfilerService: could not join the period's {len(chunks)} chunks ({_reason(exc)}); "
+                    "writing them one file each")
+            periods = chunks
         for period in periods:
             if period.samples == 0:
                 continue

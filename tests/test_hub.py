@@ -169,3 +169,23 @@ def test_status_counts_the_samples_of_the_current_period(hub):
     chunks = web.close()
     assert web.status()["open"] is False and web.status()["samples"] == 0
     assert sum(chunk.samples for chunk in chunks) > 0
+
+
+def test_join_runs_splits_where_the_settings_changed(hub):
+    from profiler_service.hub import join_runs
+
+    service = hub.open("service", Settings(200))
+    web = hub.open("web", Settings(200))
+    burn(0.03)
+    chunks = service.cut(Settings(400, "prof"))  # waits for the web recording to end
+    burn(0.03)
+    web.close()  # the sampler restarts at 400 Hz prof for the service alone
+    burn(0.03)
+    chunks += service.close()
+    assert [(c.mode, c.frequency) for c in chunks] == [
+        ("virtual", 200), ("virtual", 200), ("virtual", 200), ("prof", 400)
+    ]
+    periods = join_runs(chunks)
+    assert [(p.mode, p.frequency) for p in periods] == [("virtual", 200), ("prof", 400)]
+    assert periods[0].samples == sum(c.samples for c in chunks[:3])
+    assert join_runs([]) == []

@@ -514,3 +514,28 @@ print('warnings', [str(w.message) for w in caught if 'ProfilerService' in str(w.
     assert result.returncode == 0, result.stderr
     assert "errors []" in result.stdout
     assert "ProfilerService: the profiler cannot run here" in result.stdout
+
+
+class TestSharedWithTheWebUI(ServiceTestCase):
+    async def test_a_web_recording_inside_a_service_period_loses_neither(self):
+        await self.make_service(gatherperiod=60, frequency=500)
+        burn(0.05)
+        web = get_hub().open("web", Settings(200))  # the page asks for 200 Hz
+        assert web.settings == Settings(500.0) and "running settings win" in web.conflict
+        burn(0.05)
+        self.reactor.advance(60)  # the service's period ends while the page records
+        burn(0.05)
+        from profiler_service.hub import join
+
+        web_period = join(web.close())
+        burn(0.05)
+        await self.master.stopService()
+        first, last = (read(p) for p in self.files())
+        # The service's file covers its whole period, across the page's start:
+        # three chunks (before the page, with it) joined into one.
+        assert first["meta"]["period_end"] == "period"
+        assert last["meta"]["start_ms"] - first["meta"]["end_ms"] in (0, 1)
+        # The page's recording spans the service's boundary and holds samples from both sides.
+        assert web_period.samples > 0
+        assert web_period.start_time * 1000 < first["meta"]["end_ms"] < web_period.end_time * 1000
+        assert first["stats"]["samples"] + last["stats"]["samples"] >= web_period.samples
