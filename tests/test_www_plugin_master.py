@@ -226,17 +226,34 @@ def test_recording_ends_by_itself_at_its_duration(master, admin):
 
 
 @pytest.mark.timeout(90)
-def test_reconfig_keeps_the_recording_and_applies_new_settings(master, admin):
-    reply = admin.post("plugins/profiler/api/start", {"frequency": 100, "duration": 120})
+def test_reconfig_keeps_the_recording_and_a_sampler_restart_gives_one_file_per_rate(master, admin):
+    # The page asks for 250 Hz while the service samples at 100 Hz: it gets 100 Hz.
+    reply = admin.post("plugins/profiler/api/start", {"frequency": 250, "duration": 120})
     assert reply.status == 200, reply
-    master.configure_www(master.port, plugin={"keepFiles": 10, "maxDuration": 600},
-                         services=f'util.ProfilerService(gatherperiod={GATHER_S}, basepath="prof/prof_")')
+    assert reply.json()["status"]["recording"]["frequency"] == 100
+    admin.force_build()
+    master.wait_for(lambda: admin.get("plugins/profiler/api/status").json()["recording"]["samples"] >= 5,
+                    30, "samples at 100 Hz")
+    # A reconfig removes the service and changes the plugin's settings: the
+    # page records alone, so the sampler restarts at the page's 250 Hz.
+    master.configure_www(master.port, plugin={"keepFiles": 10, "maxDuration": 600})
     assert master.reconfig().returncode == 0
     status = master.wait_for(lambda: (lambda s: s if s["limits"]["duration"][1] == 600 else None)(
         admin.get("plugins/profiler/api/status").json()), 30, "the new plugin settings")
-    assert status["recording"] is not None and status["recording"]["open"]
+    rec = status["recording"]
+    assert status["services"] == [] and rec["open"] and rec["frequency"] == 250 and rec["conflict"] is None
+    before = rec["samples"]
+    admin.force_build()
+    master.wait_for(lambda: admin.get("plugins/profiler/api/status").json()["recording"]["samples"] >= before + 5,
+                    30, "samples at 250 Hz")
     stop = admin.post("plugins/profiler/api/stop", timeout=10)
-    assert stop.status == 200 and stop.json()["last"]["reason"] == "stopped from the web UI"
+    assert stop.status == 200, stop
+    last = stop.json()["last"]
+    assert last["reason"] == "stopped from the web UI" and last["error"] is None
+    docs = [read_profile(master.basedir / "profiler-www" / name) for name in last["files"]]
+    assert [d["meta"]["frequency"] for d in docs] == [100, 250]
+    assert sum(len(d["samples"]["dt"]) for d in docs) == last["samples"]
+    assert last["name"] == last["files"][-1]
 
 
 @pytest.mark.timeout(90)

@@ -260,7 +260,7 @@ class RecordingControl:
             chunks = recording.close()
         except Exception as exc:
             log.failure("profiler www: could not stop the recording")
-            self.last = {"name": None, "samples": 0, "reason": reason, "error": f"could not stop: {exc}"}
+            self.last = {"name": None, "files": [], "samples": 0, "reason": reason, "error": f"could not stop: {exc}"}
             return defer.succeed(self.last)
         finishing = self._write(chunks, started, reason, with_builds)
         finishing.addBoth(self._written)
@@ -275,7 +275,7 @@ class RecordingControl:
     @defer.inlineCallbacks
     def _write(self, chunks: list, started: float, reason: str, with_builds: bool):
         samples = sum(chunk.samples for chunk in chunks)
-        self.last = {"name": None, "samples": samples, "reason": reason, "error": None,
+        self.last = {"name": None, "files": [], "samples": samples, "reason": reason, "error": None,
                      "started_at": started, "ended_at": time.time()}
         if samples == 0:
             self.last["error"] = "no samples: the master used no CPU while recording (try mode 'real')"
@@ -286,15 +286,21 @@ class RecordingControl:
         reactor = self.master.reactor
         basepath = os.path.join(self.directory, FILE_PREFIX)
         try:
-            path, size = yield threads.deferToThreadPool(
+            written, problems = yield threads.deferToThreadPool(
                 reactor, reactor.getThreadPool(), _join_and_write, chunks, basepath, builds, meta,
                 self.options["keepFiles"])
         except Exception as exc:
-            self.last["error"] = f"could not write the recording: {exc}"
-            log.msg(f"profiler www: recording of {samples} samples lost: could not write it: {exc}")
-            return
-        self.last["name"] = os.path.basename(path)
-        log.msg(f"profiler www: wrote {path} ({samples} samples, {len(builds)} builds, {size / 1024:.1f} KiB; {reason})")
+            written, problems = [], [f"could not write the recording: {exc}"]
+        for problem in problems:
+            log.msg(f"profiler www: recording of {samples} samples ({reason}): {problem}")
+        if problems:
+            self.last["error"] = "; ".join(problems)
+        self.last["files"] = [os.path.basename(path) for path, _, _ in written]
+        if written:
+            self.last["name"] = self.last["files"][-1]  # the newest; the viewer opens it
+        for path, size, file_samples in written:
+            log.msg(f"profiler www: wrote {path} ({file_samples} samples, {len(builds)} builds, "
+                    f"{size / 1024:.1f} KiB; {reason})")
 
     @defer.inlineCallbacks
     def _builds(self, start_s: float, end_s: float):
@@ -367,18 +373,33 @@ class RecordingControl:
         }
 
 
-def _join_and_write(chunks: list, basepath: str, builds: list, meta: dict, keep_files: int) -> tuple[str, int]:
-    """Blocking, in a pool thread: one file from the chunks, then retention."""
-    from profiler_service.hub import join
+def _join_and_write(chunks: list, basepath: str, builds: list, meta: dict, keep_files: int) -> tuple[list, list]:
+    """Blocking, in a pool thread: one file per run of equal sampler settings
+    (``hub.join_runs``: a recording that outlived the service may span a
+    sampler restart), then retention. Returns ([(path, size, samples)], [problem])."""
+    from profiler_service.hub import join_runs
     from profiler_service.service import prune, write_period
 
-    period = join(chunks)
-    path, size = write_period(period, basepath, builds, meta)
+    problems = []
     try:
-        prune(basepath, keep_files, None, time.time(), path)
-    except OSError as exc:
-        log.msg(f"profiler www: could not remove old recordings: {exc}")
-    return path, size
+        periods = join_runs(chunks)
+    except Exception as exc:  # write the chunks one by one rather than lose them
+        problems.append(f"could not join {len(chunks)} chunks ({exc}); one file per chunk")
+        periods = chunks
+    written = []
+    for period in periods:
+        if period.samples == 0:
+            continue
+        try:
+            written.append((*write_period(period, basepath, builds, meta), period.samples))
+        except OSError as exc:
+            problems.append(f"could not write {period.samples} samples: {exc}")
+    if written:
+        try:
+            prune(basepath, keep_files, None, time.time(), written[-1][0])
+        except OSError as exc:
+            log.msg(f"profiler www: could not remove old recordings: {exc}")
+    return written, problems
 
 
 # -- resources ---------------------------------------------------------------------------
