@@ -1,0 +1,628 @@
+"""The Buildbot www plugin: ``c['www']['plugins']['profiler'] = True``.
+
+Buildbot finds ``ep`` through the ``buildbot.www`` entry point and mounts its
+``resource`` at ``/plugins/profiler/``:
+
+    (page)                 the viewer (profiler_service/www/static), as bbprofiler serves it
+    scripts.js styles.css  loaded by Buildbot's React UI: a "Profiler" menu entry and page
+    api/status             GET: the sampler, the page recording, the service, the limits
+    api/start              POST {"frequency": Hz, "duration": s, "mode": ...}: start a recording
+    api/stop               POST {}: stop it; the reply names the file written
+    api/profiles[/<name>]  the viewer's resources over the service's files and the page's
+
+Every call goes through Buildbot's authz (``master.www.assertUserAllowed``)
+with the endpoint ``("plugins", "profiler", <call>)`` and the action ``get``
+(status, listing), ``start``, ``stop`` or ``download`` (the bytes of a
+profile, viewed or saved): ``AnyControlEndpointMatcher(role="admins")``
+matches every action but ``get``. State-changing calls are POST with a JSON
+content type, which a cross-site form cannot send.
+
+A recording started from the page is a consumer of the process-wide hub
+(``profiler_service.hub``), so it shares the sampler with a running
+``ProfilerService``: no second timer, no lost service period.
+
+Importing this module is cheap and never loads the C extension: Buildbot
+imports every installed www plugin at master start. If the extension cannot
+load, the master starts and ``api/status`` (and the page) say why.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import os
+import time
+from typing import Any, Optional
+
+from twisted.internet import defer, threads
+from twisted.python import log
+from twisted.web import resource, server, static
+
+from buildbot.www.plugin import Application
+
+from profiler_service.www import STATIC_DIR
+from profiler_service.www.listing import ProfileCatalog
+from profiler_service.www.resources import (
+    ApiResource,
+    MissingViewer,
+    ProfilesResource,
+    StaticFiles,
+    json_body,
+)
+
+PACKAGE = "profiler_service.www"
+UI_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "buildbot_ui")
+RECORDING_NAME = "www"
+FILE_PREFIX = "web_"
+MODES = ("virtual", "prof", "real")
+MAX_BODY = 64 * 1024
+
+DEFAULTS = {
+    "directory": "profiler-www",  # page recordings, relative to the master's basedir
+    "frequency": 100.0,  # Hz, the page's default
+    "duration": 60.0,  # s, the page's default
+    "maxFrequency": 1000.0,  # Hz; requests above are clamped
+    "maxDuration": 3600.0,  # s; requests above are clamped
+    "keepFiles": 50,  # page recordings kept; older ones are deleted
+}
+MIN_FREQUENCY = 1.0
+MIN_DURATION = 1.0
+BUILDS_TIMEOUT_S = 10.0
+
+
+class BadRequest(Exception):
+    """A request the API refuses; ``code`` is the HTTP status."""
+
+    def __init__(self, message: str, code: int = 400):
+        super().__init__(message)
+        self.code = code
+
+
+def plugin_options(config: Any) -> dict:
+    """The plugin's settings from ``c['www']['plugins']['profiler']`` (True or
+    a dict); ValueError naming the bad setting otherwise."""
+    if config is True or config is None:
+        return dict(DEFAULTS)
+    if not isinstance(config, dict):
+        raise ValueError(f"c['www']['plugins']['profiler'] must be True or a dict of settings, got {config!r}")
+    unknown = sorted(set(config) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(f"www plugin 'profiler': unknown setting(s) {unknown}; known: {sorted(DEFAULTS)}")
+    options = {**DEFAULTS, **config}
+    if not isinstance(options["directory"], str) or not options["directory"]:
+        raise ValueError(f"www plugin 'profiler': directory must be a non-empty str, got {options['directory']!r}")
+    for key in ("frequency", "duration", "maxFrequency", "maxDuration"):
+        value = options[key]
+        if not _is_number(value) or value <= 0:
+            raise ValueError(f"www plugin 'profiler': {key} must be a number > 0, got {value!r}")
+    if options["maxFrequency"] > 10000:
+        raise ValueError(f"www plugin 'profiler': maxFrequency must be <= 10000, got {options['maxFrequency']!r}")
+    keep = options["keepFiles"]
+    if not isinstance(keep, int) or isinstance(keep, bool) or keep < 1:
+        raise ValueError(f"www plugin 'profiler': keepFiles must be an int >= 1, got {keep!r}")
+    return options
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+_core_problem: Optional[str] = None
+_core_checked = False
+
+
+def core_problem() -> Optional[str]:
+    """None if the C extension loads, else why not (checked once)."""
+    global _core_problem, _core_checked
+    if not _core_checked:
+        try:
+            importlib.import_module("profiler_service._core")
+        except Exception as exc:  # ImportError, or an OSError from a broken build
+            _core_problem = f"the profiler's C extension cannot load: {type(exc).__name__}: {exc}"
+        _core_checked = True
+    return _core_problem
+
+
+def find_services(master: Any) -> list:
+    """The ProfilerService instances in ``c['services']``."""
+    manager = getattr(master, "service_manager", None)
+    if manager is None:
+        return []
+    from profiler_service.service import ProfilerService  # Buildbot is loaded: we run in a master
+
+    # tuple() copies the values under the GIL in one step: the listing calls
+    # this from a pool thread while a reconfig may change the services.
+    return [svc for svc in tuple(manager.namedServices.values()) if isinstance(svc, ProfilerService)]
+
+
+class PluginCatalog(ProfileCatalog):
+    """The files of every configured ProfilerService (by its basepath, as
+    it names them) and the page's own recordings. Recomputed on each call:
+    a reconfig may move the service's files."""
+
+    def __init__(self, control: "RecordingControl"):
+        super().__init__([])
+        self.control = control
+
+    def files(self):
+        paths = []
+        for svc in find_services(self.control.master):
+            paths.extend(svc.profile_files())
+        paths.append(self.control.directory)
+        self.paths = [os.path.abspath(p) for p in paths]
+        return super().files()
+
+
+class RecordingControl:
+    """The page's recording: at most one at a time, on the shared hub.
+
+    Lives as long as the plugin (across reconfigs); every method runs on the
+    reactor thread. A recording ends at its duration, at ``stop``, or when
+    the master shuts down; its chunks are joined and written in a pool thread
+    to ``<directory>/web_<UTC stamp>.json.gz``.
+    """
+
+    def __init__(self) -> None:
+        self.master: Any = None
+        self.options: dict = dict(DEFAULTS)
+        self.recording = None
+        self.requested: Optional[dict] = None
+        self.deadline: Optional[float] = None  # epoch s
+        self.timer = None
+        self.finishing: Optional[defer.Deferred] = None
+        self.last: Optional[dict] = None
+        self._shutdown_hooked = False
+
+    @property
+    def directory(self) -> str:
+        basedir = getattr(self.master, "basedir", None) or "."
+        return os.path.join(os.path.abspath(basedir), os.path.expanduser(self.options["directory"]))
+
+    def configure(self, master: Any, options: dict) -> None:
+        self.master = master
+        self.options = options
+        if not self._shutdown_hooked:
+            # Write the page's recording before the reactor's thread pool stops.
+            master.reactor.addSystemEventTrigger("before", "shutdown", self._at_shutdown)
+            self._shutdown_hooked = True
+
+    def _at_shutdown(self) -> Optional[defer.Deferred]:
+        # By now the master's services (the database too) are stopped: no builds.
+        if self.recording is not None:
+            return self.finish("the master is stopping", with_builds=False)
+        return self.finishing
+
+    # -- requests -----------------------------------------------------------------------
+
+    def parse_start(self, body: dict) -> tuple[float, float, Optional[str], list[str]]:
+        """(frequency, duration, mode, notes about clamped values); BadRequest
+        naming the bad value."""
+        unknown = sorted(set(body) - {"frequency", "duration", "mode"})
+        if unknown:
+            raise BadRequest(f"unknown field(s) {unknown}; expected frequency, duration, mode")
+        notes = []
+        values = {}
+        for key, unit, low, high in (
+            ("frequency", "Hz", MIN_FREQUENCY, self.options["maxFrequency"]),
+            ("duration", "s", MIN_DURATION, self.options["maxDuration"]),
+        ):
+            value = body.get(key, self.options[key])
+            if not _is_number(value):
+                raise BadRequest(f"{key} must be a finite number ({unit}), got {value!r}")
+            if value <= 0:
+                raise BadRequest(f"{key} must be > 0 {unit}, got {value!r}")
+            clamped = min(max(float(value), low), high)
+            if clamped != value:
+                notes.append(f"{key} {value:g} {unit} clamped to {clamped:g} {unit}")
+            values[key] = clamped
+        mode = body.get("mode")
+        if mode is not None and mode not in MODES:
+            raise BadRequest(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        return values["frequency"], values["duration"], mode, notes
+
+    def start(self, frequency: float, duration: float, mode: Optional[str]) -> None:
+        problem = core_problem()
+        if problem:
+            raise BadRequest(problem, 503)
+        if self.recording is not None:
+            raise BadRequest("a recording is already running; stop it first", 409)
+        if self.finishing is not None:
+            raise BadRequest("the last recording is still being written; try again in a moment", 409)
+        from profiler_service.hub import Settings, get_hub
+
+        hub = get_hub()
+        running = hub.settings
+        settings = Settings(frequency, mode or (running.mode if running else "virtual"),
+                            running.idle_frames if running else None)
+        try:
+            self.recording = hub.open(RECORDING_NAME, settings)
+        except (RuntimeError, ValueError, TypeError) as exc:
+            raise BadRequest(f"cannot start the sampler: {exc}", 409) from exc
+        self.requested = {"frequency": frequency, "duration": duration, "mode": settings.mode}
+        self.deadline = time.time() + duration
+        self.timer = self.master.reactor.callLater(duration, self._on_deadline)
+        self.last = None
+        log.msg(f"profiler www: recording started ({self.recording.settings.describe()}, {duration:g} s)")
+
+    def _on_deadline(self) -> None:
+        self.timer = None
+        self.finish("duration reached")
+
+    def finish(self, reason: str, with_builds: bool = True) -> defer.Deferred:
+        """End the recording now and write it; fires with ``self.last``."""
+        if self.timer is not None and self.timer.active():
+            self.timer.cancel()
+        self.timer = None
+        recording, self.recording = self.recording, None
+        started = recording.started_at
+        try:
+            chunks = recording.close()
+        except Exception as exc:
+            log.failure("profiler www: could not stop the recording")
+            self.last = {"name": None, "files": [], "samples": 0, "reason": reason, "error": f"could not stop: {exc}"}
+            return defer.succeed(self.last)
+        finishing = self._write(chunks, started, reason, with_builds)
+        finishing.addBoth(self._written)
+        if not finishing.called:
+            self.finishing = finishing
+        return finishing
+
+    def _written(self, result: Any) -> Any:
+        self.finishing = None
+        return self.last
+
+    @defer.inlineCallbacks
+    def _write(self, chunks: list, started: float, reason: str, with_builds: bool):
+        samples = sum(chunk.samples for chunk in chunks)
+        self.last = {"name": None, "files": [], "samples": samples, "reason": reason, "error": None,
+                     "started_at": started, "ended_at": time.time()}
+        if samples == 0:
+            self.last["error"] = "no samples: the master used no CPU while recording (try mode 'real')"
+            log.msg(f"profiler www: recording ended ({reason}), no samples, no file written")
+            return
+        builds = (yield self._builds(started, time.time())) if with_builds else []
+        meta = {"recording": "www", "period_end": reason, "master": getattr(self.master, "name", "")}
+        reactor = self.master.reactor
+        basepath = os.path.join(self.directory, FILE_PREFIX)
+        try:
+            written, problems = yield threads.deferToThreadPool(
+                reactor, reactor.getThreadPool(), _join_and_write, chunks, basepath, builds, meta,
+                self.options["keepFiles"])
+        except Exception as exc:
+            written, problems = [], [f"could not write the recording: {exc}"]
+        for problem in problems:
+            log.msg(f"profiler www: recording of {samples} samples ({reason}): {problem}")
+        if problems:
+            self.last["error"] = "; ".join(problems)
+        self.last["files"] = [os.path.basename(path) for path, _, _ in written]
+        if written:
+            self.last["name"] = self.last["files"][-1]  # the newest; the viewer opens it
+        for path, size, file_samples in written:
+            log.msg(f"profiler www: wrote {path} ({file_samples} samples, {len(builds)} builds, "
+                    f"{size / 1024:.1f} KiB; {reason})")
+
+    @defer.inlineCallbacks
+    def _builds(self, start_s: float, end_s: float):
+        """The builds that overlap the recording (at most 100), with steps;
+        [] after BUILDS_TIMEOUT_S (a stopping database never answers)."""
+        from profiler_service.service import build_record
+
+        def bounded(d: defer.Deferred) -> defer.Deferred:
+            return d.addTimeout(BUILDS_TIMEOUT_S, self.master.reactor)
+
+        try:
+            builds = list((yield bounded(self.master.data.get(("builds",), order=["-buildid"], limit=100))))
+            # The database keeps whole seconds: a build that ended 0.3 s into
+            # the recording may say it ended a second before it began.
+            low, high = math.floor(start_s) - 1, math.ceil(end_s) + 1
+            overlapping = [
+                b for b in builds
+                if b["started_at"] is not None and b["started_at"].timestamp() <= high
+                and (b["complete_at"] is None or b["complete_at"].timestamp() >= low)
+            ]
+            if not overlapping:
+                return []
+            builders = yield bounded(self.master.data.get(("builders",)))
+            names = {builder["builderid"]: builder["name"] for builder in builders}
+            records = []
+            for build in overlapping:
+                steps = yield bounded(self.master.data.get(("builds", build["buildid"], "steps")))
+                records.append(build_record(build, names, list(steps)))
+            return records
+        except Exception as exc:
+            log.msg(f"profiler www: could not fetch the builds, writing the recording without them: {exc!r}")
+            return []
+
+    def status(self) -> dict:
+        problem = core_problem()
+        recording = None
+        if self.recording is not None:
+            state = self.recording.status()
+            recording = {
+                **state,
+                "requested": self.requested,
+                "deadline": self.deadline,
+                "time_left": max(0.0, self.deadline - time.time()),
+            }
+        services = []
+        for svc in find_services(self.master):
+            svc_recording = svc.recording
+            settings = svc_recording.settings if svc_recording is not None else None
+            services.append({
+                "name": svc.name,
+                "basepath": svc.basepath,
+                "sampling": settings is not None,
+                "frequency": settings.frequency if settings else None,
+                "mode": settings.mode if settings else None,
+            })
+        return {
+            "available": problem is None,
+            "problem": problem,
+            "recording": recording,
+            "writing": self.finishing is not None,
+            "last": self.last,
+            "services": services,
+            "directory": self.directory,
+            "defaults": {"frequency": self.options["frequency"], "duration": self.options["duration"]},
+            "limits": {
+                "frequency": [MIN_FREQUENCY, self.options["maxFrequency"]],
+                "duration": [MIN_DURATION, self.options["maxDuration"]],
+                "modes": list(MODES),
+            },
+        }
+
+
+def _join_and_write(chunks: list, basepath: str, builds: list, meta: dict, keep_files: int) -> tuple[list, list]:
+    """Blocking, in a pool thread: one file per run of equal sampler settings
+    (``hub.join_runs``: a recording that outlived the service may span a
+    sampler restart), then retention. Returns ([(path, size, samples)], [problem])."""
+    from profiler_service.hub import join_runs
+    from profiler_service.service import prune, write_period
+
+    problems = []
+    try:
+        periods = join_runs(chunks)
+    except Exception as exc:  # write the chunks one by one rather than lose them
+        problems.append(f"could not join {len(chunks)} chunks ({exc}); one file per chunk")
+        periods = chunks
+    written = []
+    for period in periods:
+        if period.samples == 0:
+            continue
+        try:
+            written.append((*write_period(period, basepath, builds, meta), period.samples))
+        except OSError as exc:
+            problems.append(f"could not write {period.samples} samples: {exc}")
+    if written:
+        try:
+            prune(basepath, keep_files, None, time.time(), written[-1][0])
+        except OSError as exc:
+            log.msg(f"profiler www: could not remove old recordings: {exc}")
+    return written, problems
+
+
+# -- resources ---------------------------------------------------------------------------
+
+
+def _forbidden_message(exc: Exception) -> str:
+    message = getattr(exc, "message", None) or str(exc)
+    return message.decode("utf-8", "replace") if isinstance(message, bytes) else str(message)
+
+
+def authorize(master: Any, request: server.Request, call: str, action: str) -> defer.Deferred:
+    """Fires if Buildbot's authz allows ``action`` on ``plugins/profiler/<call>``;
+    fails with buildbot.www.authz.Forbidden otherwise."""
+    www = getattr(master, "www", None)
+    if www is None:
+        return defer.succeed(None)
+    return defer.maybeDeferred(www.assertUserAllowed, request, ("plugins", "profiler", call), action, {})
+
+
+def failure_body(request: server.Request, failure: Any, what: str) -> bytes:
+    """The JSON reply for a failed call: 403 (authz), the BadRequest's code,
+    or 500 (logged)."""
+    from buildbot.www.authz import Forbidden
+
+    if failure.check(Forbidden):
+        return json_body(request, {"error": f"forbidden: {_forbidden_message(failure.value)}"}, 403)
+    if failure.check(BadRequest):
+        return json_body(request, {"error": str(failure.value)}, failure.value.code)
+    log.err(failure, f"profiler www: {what} failed")
+    return json_body(request, {"error": f"{what} failed: {failure.getErrorMessage()}"}, 500)
+
+
+def respond_after_authz(master: Any, request: server.Request, call: str, action: str, render) -> Any:
+    """Check authz, then ``render(request)`` (bytes or NOT_DONE_YET); 403 with
+    Buildbot's message if refused."""
+    gone = []
+    request.notifyFinish().addErrback(lambda _: gone.append(True))
+
+    def allowed(_: Any) -> None:
+        if gone:
+            return
+        body = render(request)
+        if body is not server.NOT_DONE_YET:
+            request.write(body)
+            request.finish()
+
+    def refused(failure: Any) -> None:
+        if not gone:
+            request.write(failure_body(request, failure, call))
+            request.finish()
+
+    d = authorize(master, request, call, action)
+    d.addCallback(allowed)
+    d.addErrback(refused)
+    return server.NOT_DONE_YET
+
+
+class Leaf(resource.Resource):
+    isLeaf = True
+
+    def __init__(self, control: RecordingControl):
+        super().__init__()
+        self.control = control
+
+    def render(self, request: server.Request) -> Any:
+        if request.postpath and request.postpath != [b""]:  # api/status/x
+            return json_body(request, {"error": "no such API endpoint"}, 404)
+        return super().render(request)
+
+
+class StatusResource(Leaf):
+    def render_GET(self, request: server.Request) -> Any:
+        return respond_after_authz(self.control.master, request, "status", "get",
+                                   lambda req: json_body(req, self.control.status()))
+
+
+def read_json_body(request: server.Request) -> dict:
+    """The POST body as a JSON object; BadRequest for anything else.
+    Requiring a JSON content type keeps cross-site forms out (CSRF)."""
+    content_type = (request.getHeader(b"content-type") or b"").split(b";")[0].strip().lower()
+    if content_type != b"application/json":
+        raise BadRequest("send a JSON body with Content-Type: application/json", 415)
+    raw = request.content.read(MAX_BODY + 1) if request.content is not None else b""
+    if len(raw) > MAX_BODY:
+        raise BadRequest(f"body too large (more than {MAX_BODY} bytes)", 413)
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise BadRequest(f"body must be a JSON object, got {type(body).__name__}")
+    return body
+
+
+class ControlResource(Leaf):
+    """``start`` or ``stop``: POST only, authorized as that action."""
+
+    def __init__(self, control: RecordingControl, action: str):
+        super().__init__(control)
+        self.action = action
+
+    def render_GET(self, request: server.Request) -> bytes:
+        request.setHeader(b"allow", b"POST")
+        return json_body(request, {"error": f"{self.action} needs POST with a JSON body"}, 405)
+
+    def render_POST(self, request: server.Request) -> Any:
+        try:
+            body = read_json_body(request)
+        except BadRequest as exc:
+            return json_body(request, {"error": str(exc)}, exc.code)
+        gone = []
+        request.notifyFinish().addErrback(lambda _: gone.append(True))
+
+        def act(_: Any) -> Any:
+            if self.action == "start":
+                frequency, duration, mode, notes = self.control.parse_start(body)
+                self.control.start(frequency, duration, mode)
+                return {"started": True, "clamped": notes, "status": self.control.status()}
+            if body:
+                raise BadRequest("stop takes an empty JSON object")
+            if self.control.recording is None:
+                raise BadRequest("no recording is running", 409)
+            d = self.control.finish("stopped from the web UI")
+            d.addCallback(lambda last: {"stopped": True, "last": last, "status": self.control.status()})
+            return d
+
+        def reply(value: dict) -> None:
+            if not gone:
+                request.write(json_body(request, value))
+                request.finish()
+
+        def refused(failure: Any) -> None:
+            if not gone:
+                request.write(failure_body(request, failure, self.action))
+                request.finish()
+
+        d = authorize(self.control.master, request, self.action, self.action)
+        d.addCallback(act)
+        d.addCallbacks(reply, refused)
+        return server.NOT_DONE_YET
+
+
+class AuthorizedProfiles(ProfilesResource):
+    """The viewer's ``profiles`` resource behind authz: the listing is a
+    ``get``, a file's bytes (viewed or saved) a ``download``."""
+
+    def __init__(self, catalog: ProfileCatalog, control: RecordingControl):
+        super().__init__(catalog)
+        self.control = control
+
+    def render_GET(self, request: server.Request) -> Any:
+        return respond_after_authz(self.control.master, request, "profiles", "get", super().render_GET)
+
+    def getChild(self, path: bytes, request: server.Request) -> resource.Resource:
+        child = super().getChild(path, request)
+        if child is self:
+            return self
+        return AuthorizedLeaf(child, self.control)
+
+
+class AuthorizedLeaf(resource.Resource):
+    isLeaf = True
+
+    def __init__(self, inner: resource.Resource, control: RecordingControl):
+        super().__init__()
+        self.inner, self.control = inner, control
+
+    def render(self, request: server.Request) -> Any:
+        return respond_after_authz(self.control.master, request, "profiles", "download", self.inner.render)
+
+
+class PluginApi(ApiResource):
+    def __init__(self, catalog: ProfileCatalog, control: RecordingControl):
+        super().__init__(catalog)
+        self.putChild(b"profiles", AuthorizedProfiles(catalog, control))
+        self.putChild(b"status", StatusResource(control))
+        self.putChild(b"start", ControlResource(control, "start"))
+        self.putChild(b"stop", ControlResource(control, "stop"))
+
+
+def plugin_root(control: RecordingControl, static_dir: str = STATIC_DIR) -> resource.Resource:
+    if os.path.isfile(os.path.join(static_dir, "index.html")):
+        root: resource.Resource = StaticFiles(static_dir)
+    else:
+        root = resource.Resource()
+        root.putChild(b"", MissingViewer())
+    root.putChild(b"api", PluginApi(PluginCatalog(control), control))
+    for name in ("scripts.js", "styles.css"):
+        root.putChild(name.encode(), static.File(os.path.join(UI_DIR, name)))
+    return root
+
+
+class ProfilerApplication(Application):
+    """``ep``: Buildbot's www Application for the package ``profiler_service.www``
+    (its VERSION file; its ``static/`` is the viewer), with the API mounted
+    when Buildbot hands over the master and the plugin's settings."""
+
+    def __init__(self) -> None:
+        # Not Application.__init__: it hands importlib.resources.files() to
+        # static.File, which rejects the Traversable of a meson-python
+        # editable install, and an exception here would stop the master.
+        # The same attributes, from plain paths.
+        self.description = "buildbot-profiler: the profile viewer and live recording"
+        self.ui = True
+        package_dir = os.path.dirname(os.path.abspath(__file__))
+        try:
+            with open(os.path.join(package_dir, "VERSION"), encoding="utf-8") as f:
+                self.version = f.read().strip()
+        except OSError:
+            from profiler_service import __version__
+
+            self.version = __version__
+        self.static_dir = STATIC_DIR
+        self.control = RecordingControl()
+        self.resource = plugin_root(self.control)
+
+    def setConfiguration(self, config: Any) -> None:
+        super().setConfiguration(config)
+        options = plugin_options(config)
+        self.control.configure(self.master, options)
+        self.resource = plugin_root(self.control)
+
+
+ep = ProfilerApplication()
