@@ -293,6 +293,10 @@ PROFILE_SCENARIOS = {
 }
 
 PROFILE_SHARES: dict[str, tuple[float, int, int, dict[str, int], dict[str, int]]] = {}
+# The walk time the sampler measures itself (Period.stats sampling_ns) over the
+# scenario's process CPU time, in %: a floor for the profiler's cost that perf
+# can miss (see the summary).
+WALK_SHARES: dict[str, float] = {}
 
 # A perf sample is the profiler's when its call chain passes through one of
 # these: our sampler thread, the walk the main thread does for us when it is
@@ -339,8 +343,11 @@ def sampler_profile(scenario: str, seconds: float, perf_ok: bool) -> Optional[st
         f"sys.path.insert(0, {HERE!r})\n"
         "from common import Session, start_sleepers, start_parked, at_depth, spin\n"
         "stop = None\n"
-        + body +
-        "s.stop(); stop()\n"
+        + body.replace(".start()\n", ".start()\nc0 = time.process_time()\n", 1) +
+        "cpu = time.process_time() - c0\n"
+        "r = s.stop(); stop()\n"
+        "import json\n"
+        "print(json.dumps({'sampling_ns': r.get('sampling_ns', 0), 'cpu_ns': int(cpu * 1e9)}), flush=True)\n"
     )
     proc = subprocess.Popen([PYTHON, "-c", script], stdout=subprocess.PIPE, text=True)
     pid = proc.stdout.readline().strip()
@@ -350,7 +357,13 @@ def sampler_profile(scenario: str, seconds: float, perf_ok: bool) -> Optional[st
          "--", "sleep", str(seconds)],
         capture_output=True,
     )
+    tail = proc.stdout.read().strip().splitlines()
     proc.wait()
+    try:
+        own = json.loads(tail[-1])
+        WALK_SHARES[scenario] = 100 * own["sampling_ns"] / max(own["cpu_ns"], 1)
+    except (IndexError, ValueError, KeyError):
+        pass
     text = subprocess.run(["perf", "script", "-i", data, "-F", "tid,ip,sym,dso"],
                           capture_output=True, text=True).stdout
     samples = parse_perf_script(text)
@@ -779,7 +792,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         "through our sampler thread (`sampler_main`), the walk the busy main thread does for us "
         "(`sampler_main_tick`), our signal handler or the kernel's signal delivery. Its share of the "
         "process's samples is the profiler's CPU overhead measured directly, free of the run-to-run "
-        "noise of the ratios above."
+        "noise of the ratios above, with one blind spot: a busy main thread walks on the kernel tick "
+        "that fired the timer, and where perf's cpu-clock samples are aligned with that tick (as on "
+        "this VM) perf never lands inside the walk. The summary therefore also gives the walk time the "
+        "sampler measures itself (`stats['sampling_ns']` over the process's CPU time) and counts the "
+        "larger of the two; neither includes the kernel's signal delivery on those ticks."
         if data["profiles"] else
         f"Not profiled in this run ({'smoke run' if args.smoke else 'perf unavailable: ' + perf_err})."
     )
@@ -906,9 +923,17 @@ def summary_rows(data, acc, ticks, o, a) -> list[str]:
     for scenario, hz, key in (("master100", 100, "cpu100"), ("master1000", 1000, "cpu1000")):
         entry = PROFILE_SHARES.get(scenario)
         if entry:
-            rows.insert(0 if hz == 100 else 1, f"| **CPU overhead at {hz} Hz, perf-attributed** (busy main thread + 40 parked threads, "
-                        f"virtual) | ≤ {TARGETS[key]:g} % | {entry[0]:.2f} % ({entry[1]} of {entry[2]} samples) | – | – | "
-                        f"{verdict(entry[0], TARGETS[key])} |")
+            walk = WALK_SHARES.get(scenario)
+            # The walk of a busy main thread starts on the kernel tick that
+            # fired the timer; where perf's cpu-clock samples are tick-aligned
+            # too, perf cannot land inside it. The sampler's own measure of
+            # the walk is then the floor to read with perf's share.
+            shown = max(entry[0], walk) if walk is not None else entry[0]
+            walk_txt = f"; the sampler's own walk time {walk:.2f} %" if walk is not None else ""
+            rows.insert(0 if hz == 100 else 1, f"| **CPU overhead at {hz} Hz** (busy main thread + 40 parked threads, "
+                        f"virtual: perf-attributed share{walk_txt}, the larger counts) | ≤ {TARGETS[key]:g} % | "
+                        f"{shown:.2f} % (perf {entry[0]:.2f} %: {entry[1]} of {entry[2]} samples) | – | – | "
+                        f"{verdict(shown, TARGETS[key])} |")
     t = {(r["threads"], r["depth"], r["config"]): r for r in ticks}
     for hz in (1000, 100):
         ours = t.get((10, 30, f"ours:real:{hz}"))
