@@ -78,6 +78,10 @@ def _open_in_speedscope(browser, site, name: str) -> tuple[str, list[str], list[
     page.goto(f"{base}/speedscope/index.html#profileURL=/{name}")
     page.get_by_text("Sandwich").click()
     page.get_by_text("Symbol Name").wait_for()
+    # The header is drawn before the rows: wait for a first "... (p%)" cell.
+    page.wait_for_function(
+        "() => /Symbol Name[\\s\\S]*\\(\\d+%\\)/.test(document.body.innerText)"
+    )
     cells = [c.strip() for c in re.split(r"[\t\n]", page.inner_text("body")) if c.strip()]
     title = page.title()
     page.close()
