@@ -60,7 +60,6 @@ to_timeval(int64_t ns, struct timeval *tv)
     tv->tv_usec = (ns % 1000000000) / 1000;
 }
 
-
 int
 ps_ticker_poke(long tid, int signum)
 {
