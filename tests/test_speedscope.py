@@ -19,8 +19,7 @@ from profile_helpers import LEGACY_BIG
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = "/usr/bin/chromium"
-SANITIZER_VARIABLES = {"LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS"}
+from chromium import CHROMIUM, launched_chromium  # noqa: E402
 SPEEDSCOPE = Path(__file__).resolve().parent / "speedscope" / "node_modules" / "speedscope" / "dist" / "release"
 
 pytestmark = [
@@ -52,18 +51,8 @@ def site(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    with playwright_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                  "--disable-background-networking"],
-            # Under scripts/test --sanitize, the ASan runtime preloaded for
-            # Python must not reach Chromium (it does not start with it).
-            env={k: v for k, v in os.environ.items() if k not in SANITIZER_VARIABLES},
-            timeout=30_000,
-        )
-        yield chromium
-        chromium.close()
+    with launched_chromium() as b:
+        yield b
 
 
 def _open_in_speedscope(browser, site, name: str) -> tuple[str, list[str], list[str], list[str]]:

@@ -29,8 +29,7 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
+from chromium import CHROMIUM, launched_chromium  # noqa: E402
 from profile_helpers import SPEEDSCOPE_SCHEMA  # noqa: E402
 
 pytestmark = [
@@ -101,20 +100,8 @@ def mounted_site(site):
 
 @pytest.fixture(scope="module")
 def browser():
-    # Under the sanitizer run the interpreter has libasan preloaded; node (the
-    # Playwright driver) and Chromium must not inherit it.
-    preload = os.environ.pop("LD_PRELOAD", None)
-    try:
-        with playwright_api.sync_playwright() as pw:
-            b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
-                                   env={k: v for k, v in os.environ.items() if not k.startswith(("ASAN_", "UBSAN_"))})
-            if preload is not None:
-                os.environ["LD_PRELOAD"] = preload
-            yield b
-            b.close()
-    finally:
-        if preload is not None:
-            os.environ["LD_PRELOAD"] = preload
+    with launched_chromium() as b:
+        yield b
 
 
 @pytest.fixture

@@ -13,14 +13,13 @@ from pathlib import Path
 import pytest
 
 from profiler_service.www import STATIC_DIR
+from chromium import CHROMIUM, launched_chromium  # noqa: E402
 from www_master import USERS, WwwMaster, free_port, read_profile
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 
 pytestmark = [
     pytest.mark.skipif(not os.path.isfile(os.path.join(STATIC_DIR, "index.html")),
@@ -47,13 +46,8 @@ def master(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    # Under the sanitizer run the interpreter has libasan preloaded; node (the
-    # Playwright driver) and Chromium must not inherit it.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ASAN_", "UBSAN_")) and k != "LD_PRELOAD"}
-    with playwright_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True, env=env)
+    with launched_chromium() as b:
         yield b
-        b.close()
 
 
 def new_page(browser, user=None):
