@@ -71,7 +71,29 @@ class ProfileCatalog:
             found[name] = ProfileFile(name, real, st.st_size, st.st_mtime)
 
     def resolve(self, name: str) -> ProfileFile | None:
-        return self.files().get(name)
+        """The listed file called `name`, with the rules of files(), looking
+        only at that name: it runs on the reactor thread for every fetch."""
+        if not name or name != os.path.basename(name):
+            return None
+        found: dict[str, ProfileFile] = {}
+        for path in self.paths:
+            if os.path.isdir(path):
+                if not name.endswith(PROFILE_SUFFIXES):
+                    continue
+                candidate = os.path.join(path, name)
+                if not os.path.lexists(candidate):
+                    continue
+                real = os.path.realpath(candidate)
+                if not _is_within(real, os.path.realpath(path)):
+                    continue
+            elif os.path.basename(path) == name:
+                real = os.path.realpath(path)
+            else:
+                continue
+            self._add(found, name, real)
+            if name in found:
+                return found[name]
+        return None
 
     def listing(self) -> list[dict[str, Any]]:
         """One entry per file, newest first; blocking (run it in a thread)."""
