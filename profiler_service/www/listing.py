@@ -40,9 +40,13 @@ class ProfileCatalog:
     def __init__(self, paths: Iterable[str]):
         self.paths = [os.path.abspath(p) for p in paths]
 
+    def served_paths(self) -> list[str]:
+        """The files and directories served, absolute (subclasses compute them)."""
+        return self.paths
+
     def files(self) -> dict[str, ProfileFile]:
         found: dict[str, ProfileFile] = {}
-        for path in self.paths:
+        for path in self.served_paths():
             if os.path.isdir(path):
                 root = os.path.realpath(path)
                 try:
@@ -76,7 +80,7 @@ class ProfileCatalog:
         if not name or name != os.path.basename(name):
             return None
         found: dict[str, ProfileFile] = {}
-        for path in self.paths:
+        for path in self.served_paths():
             if os.path.isdir(path):
                 if not name.endswith(PROFILE_SUFFIXES):
                     continue

@@ -145,13 +145,12 @@ class PluginCatalog(ProfileCatalog):
         super().__init__([])
         self.control = control
 
-    def files(self):
+    def served_paths(self) -> list[str]:
         paths = []
         for svc in find_services(self.control.master):
             paths.extend(svc.profile_files())
         paths.append(self.control.directory)
-        self.paths = [os.path.abspath(p) for p in paths]
-        return super().files()
+        return [os.path.abspath(p) for p in paths]
 
 
 class RecordingControl:
