@@ -12,10 +12,20 @@ import contextlib
 import os
 from typing import Iterator
 
+import pytest
+
+from profiler_service.www import STATIC_DIR
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                  "--disable-background-networking"]
 SANITIZER_VARIABLES = ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS")
+
+needs_chromium = pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK), reason="no /usr/bin/chromium")
+needs_viewer_build = pytest.mark.skipif(
+    not os.path.isfile(os.path.join(STATIC_DIR, "index.html")),
+    reason="viewer not built: run scripts/build-viewer",
+)
 
 
 @contextlib.contextmanager

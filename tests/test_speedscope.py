@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import http.server
-import os
 import re
 import threading
 from pathlib import Path
@@ -19,11 +18,11 @@ from profile_helpers import LEGACY_BIG
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
-from chromium import CHROMIUM, launched_chromium  # noqa: E402
+from chromium import launched_chromium, needs_chromium  # noqa: E402
 SPEEDSCOPE = Path(__file__).resolve().parent / "speedscope" / "node_modules" / "speedscope" / "dist" / "release"
 
 pytestmark = [
-    pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK), reason="no /usr/bin/chromium"),
+    needs_chromium,
     pytest.mark.skipif(not (SPEEDSCOPE / "index.html").is_file(),
                        reason="speedscope not installed (scripts/setup runs npm ci in tests/speedscope)"),
 ]

@@ -8,7 +8,6 @@ from __future__ import annotations
 import collections
 import gzip
 import json
-import os
 import shutil
 import socket
 import statistics
@@ -19,7 +18,6 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from profiler_service.www import STATIC_DIR
 
 sys.path.insert(0, str(Path(__file__).parent))
 import viewer_profiles  # noqa: E402
@@ -29,14 +27,10 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
-from chromium import CHROMIUM, launched_chromium  # noqa: E402
+from chromium import launched_chromium, needs_chromium, needs_viewer_build  # noqa: E402
 from profile_helpers import SPEEDSCOPE_SCHEMA  # noqa: E402
 
-pytestmark = [
-    pytest.mark.skipif(not os.path.isfile(os.path.join(STATIC_DIR, "index.html")),
-                       reason="viewer not built: run scripts/build-viewer"),
-    pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK), reason="no /usr/bin/chromium"),
-]
+pytestmark = [needs_viewer_build, needs_chromium]
 
 
 def hot_function_of_legacy(path: Path) -> str:

@@ -6,14 +6,12 @@ recording in the embedded viewer. Screenshots land in test-artifacts/."""
 from __future__ import annotations
 
 import collections
-import os
 import time
 from pathlib import Path
 
 import pytest
 
-from profiler_service.www import STATIC_DIR
-from chromium import CHROMIUM, launched_chromium  # noqa: E402
+from chromium import launched_chromium, needs_chromium, needs_viewer_build  # noqa: E402
 from www_master import USERS, WwwMaster, free_port, read_profile
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -21,11 +19,7 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
 
-pytestmark = [
-    pytest.mark.skipif(not os.path.isfile(os.path.join(STATIC_DIR, "index.html")),
-                       reason="viewer not built: run scripts/build-viewer"),
-    pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK), reason="no /usr/bin/chromium"),
-]
+pytestmark = [needs_viewer_build, needs_chromium]
 
 
 @pytest.fixture(scope="module")
