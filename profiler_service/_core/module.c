@@ -40,12 +40,13 @@ core_exec(PyObject *module)
 {
     ps_state *state = ps_get_state(module);
 
-#ifdef Py_GIL_DISABLED
-    PyErr_SetString(PyExc_ImportError,
-                    "buildbot-profiler needs the GIL: free-threaded CPython "
-                    "builds are not supported");
-    return -1;
-#endif
+    if (PS_FREE_THREADED) {
+        PyErr_Format(PyExc_ImportError,
+                     "buildbot-profiler needs the GIL: this free-threaded "
+                     "CPython build (%s) is not supported",
+                     Py_GetVersion());
+        return -1;
+    }
     if (PyInterpreterState_Get() != PyInterpreterState_Main()) {
         PyErr_SetString(PyExc_ImportError,
                         "profiler_service._core samples the whole process and "

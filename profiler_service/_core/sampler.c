@@ -156,7 +156,7 @@ sampler_main(void *arg)
             trip_main(ticks);
             continue;
         }
-        if (_Py_IsFinalizing()) {
+        if (ps_py_is_finalizing()) {
             break;  /* taking the GIL now would kill or hang this thread */
         }
         PyEval_RestoreThread(ts);
@@ -168,7 +168,7 @@ sampler_main(void *arg)
         }
         ts = PyEval_SaveThread();
     }
-    if (!_Py_IsFinalizing()) {
+    if (!ps_py_is_finalizing()) {
         PyEval_RestoreThread(ts);
         PyGILState_Release(gil);
     }
@@ -448,17 +448,17 @@ sampler_status(PyObject *module, PyObject *unused)
 static PyObject *
 sampler_main_tick(PyObject *module, PyObject *args)
 {
-    PyObject *type, *value, *traceback;
+    ps_saved_error saved;
 
     if (!S.running || atomic_load(&S.stopping) || S.active == NULL) {
         Py_RETURN_NONE;
     }
-    PyErr_Fetch(&type, &value, &traceback);
+    ps_py_error_save(&saved);
     uint64_t ticks = atomic_exchange(&S.main_ticks, 0);
     ps_walk_all(ticks ? ticks : 1, 0);
     /* This walk covers ticks queued for the sampler thread. */
     S.active->stats.missed += ps_ticker_drain();
-    PyErr_Restore(type, value, traceback);
+    ps_py_error_restore(&saved);
     Py_RETURN_NONE;
 }
 

@@ -125,9 +125,10 @@ intern_code(PyCodeObject *code, uint32_t *frame_id)
     if ((m->count + 1) * 2 > m->n_slots && code_map_grow(m) < 0) {
         return PS_ENOMEM;
     }
-    const char *name = utf8_or(code->co_qualname, "?", &name_len);
-    const char *file = utf8_or(code->co_filename, "?", &file_len);
-    uint32_t line = code->co_firstlineno > 0 ? (uint32_t)code->co_firstlineno : 0;
+    const char *name = utf8_or(ps_py_code_qualname(code), "?", &name_len);
+    const char *file = utf8_or(ps_py_code_filename(code), "?", &file_len);
+    int first_line = ps_py_code_firstlineno(code);
+    uint32_t line = first_line > 0 ? (uint32_t)first_line : 0;
     uint32_t flags = is_idle_frame(name, (size_t)name_len, file, (size_t)file_len)
                          ? PS_FRAME_IDLE
                          : 0;
@@ -372,11 +373,12 @@ ps_walk_all(uint64_t ticks, int baseline)
     }
     for (PyThreadState *ts = PyInterpreterState_ThreadHead(S.interp);
          ts != NULL; ts = PyThreadState_Next(ts)) {
-        if (ts == S.tstate || ts->native_thread_id == 0) {
+        if (ts == S.tstate || ps_py_thread_native_id(ts) == 0) {
             continue;
         }
         int created;
-        tracked_thread *t = track(ts->thread_id, ts->native_thread_id, &created);
+        tracked_thread *t =
+            track(ps_py_thread_ident(ts), ps_py_thread_native_id(ts), &created);
         if (t == NULL) {
             p->stats.dropped++;
             continue;

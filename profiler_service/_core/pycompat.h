@@ -1,0 +1,104 @@
+/* Every difference between the CPython versions we support (3.11 to 3.14)
+ * that the binding files meet, behind one small inline API, so that the
+ * walker and the sampler carry no version #if of their own. Binding-private:
+ * included through binding.h, after Python.h. */
+#ifndef PS_PYCOMPAT_H
+#define PS_PYCOMPAT_H
+
+#ifndef Py_PYTHON_H
+#error "pycompat.h needs Python.h first (include binding.h)"
+#endif
+
+#if PY_VERSION_HEX < 0x030B0000
+#error "buildbot-profiler needs CPython 3.11 or later"
+#endif
+
+/* Free-threaded builds (3.13t, 3.14t) have no GIL to walk under: the module
+ * refuses to load there, naming the build (module.c). */
+#ifdef Py_GIL_DISABLED
+#define PS_FREE_THREADED 1
+#else
+#define PS_FREE_THREADED 0
+#endif
+
+/* Is the interpreter finalizing? Taking the GIL then kills (up to 3.13) or
+ * hangs (3.14) a native thread. 3.13 made the private _Py_IsFinalizing
+ * public as Py_IsFinalizing and removed the old name. */
+static inline int
+ps_py_is_finalizing(void)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return Py_IsFinalizing();
+#else
+    return _Py_IsFinalizing();
+#endif
+}
+
+/* Take the current exception out of the error indicator (new reference, or
+ * NULL when none is set) and put it back. 3.12 made the exception a single
+ * object; the (type, value, traceback) triple is deprecated there. */
+typedef struct {
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *exc;
+#else
+    PyObject *type, *value, *traceback;
+#endif
+} ps_saved_error;
+
+static inline void
+ps_py_error_save(ps_saved_error *saved)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    saved->exc = PyErr_GetRaisedException();
+#else
+    PyErr_Fetch(&saved->type, &saved->value, &saved->traceback);
+#endif
+}
+
+/* Restores (and steals) what ps_py_error_save took. */
+static inline void
+ps_py_error_restore(ps_saved_error *saved)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(saved->exc);
+#else
+    PyErr_Restore(saved->type, saved->value, saved->traceback);
+#endif
+}
+
+/* The thread's `threading.get_ident()` and kernel TID. The fields are not in
+ * the limited API but have kept their names and meaning from 3.11 to 3.14
+ * (checked on each); a 0 native id is a thread state not bound to a running
+ * OS thread yet. */
+static inline unsigned long long
+ps_py_thread_ident(PyThreadState *ts)
+{
+    return (unsigned long long)ts->thread_id;
+}
+
+static inline unsigned long long
+ps_py_thread_native_id(PyThreadState *ts)
+{
+    return (unsigned long long)ts->native_thread_id;
+}
+
+/* Borrowed references to a code object's names, and its first line. */
+static inline PyObject *
+ps_py_code_qualname(PyCodeObject *code)
+{
+    return code->co_qualname;
+}
+
+static inline PyObject *
+ps_py_code_filename(PyCodeObject *code)
+{
+    return code->co_filename;
+}
+
+static inline int
+ps_py_code_firstlineno(PyCodeObject *code)
+{
+    return code->co_firstlineno;
+}
+
+#endif /* PS_PYCOMPAT_H */
