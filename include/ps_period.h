@@ -79,6 +79,13 @@ void ps_period_free(ps_period *p);
 /* Mark the period finished now. Idempotent. */
 void ps_period_finish(ps_period *p);
 
+/* Finish `done` and begin `next` (new, still empty) at one instant, now, so
+ * that consecutive periods of a run meet exactly: `done` ends on a whole
+ * millisecond of its wall clock and `next` starts there, on the same wall
+ * clock (no drift builds up across rotations). A wall clock that was stepped
+ * by more than a second since `done` began is read afresh instead. */
+void ps_period_hand_over(ps_period *done, ps_period *next);
+
 /* Add a thread and store its index in *index. `name` is copied. Returns 0,
  * PS_ENOMEM, or PS_EFULL past PS_MAX_THREADS. */
 int ps_period_add_thread(ps_period *p, uint64_t ident, uint64_t native_id,

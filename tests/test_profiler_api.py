@@ -160,6 +160,23 @@ def test_rotate_loses_no_sample():
     assert merged.stats["ticks"] == sum(period.stats["ticks"] for period in periods)
 
 
+@pytest.mark.timeout(60)
+def test_consecutive_periods_meet_exactly():
+    # A rotation is one instant: the finished period ends where the next one
+    # starts, to the millisecond, however the two clock reads would have
+    # rounded, and however long the rotation itself takes on a loaded machine.
+    with Profiler(frequency=500, mode="prof") as p:
+        periods = []
+        for _ in range(100):
+            busy_for(0.003)
+            periods.append(p.rotate())
+    periods.append(p.period)
+    for before, after in zip(periods, periods[1:]):
+        assert after.start_time == before.end_time
+    merged = _core.concat(periods)
+    assert (merged.start_time, merged.end_time) == (periods[0].start_time, periods[-1].end_time)
+
+
 def test_concat_refuses_bad_input():
     with pytest.raises(ValueError):
         _core.concat([])

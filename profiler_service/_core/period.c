@@ -68,6 +68,28 @@ ps_period_finish(ps_period *p)
                      (p->end_mono_ns - p->start_mono_ns) / 1000000;
 }
 
+void
+ps_period_hand_over(ps_period *done, ps_period *next)
+{
+    int64_t now_mono = clock_ns(CLOCK_MONOTONIC);
+    int64_t now_unix_ms = clock_ns(CLOCK_REALTIME) / 1000000;
+    int64_t elapsed_ms = (now_mono - done->start_mono_ns) / 1000000;
+
+    if (elapsed_ms < 0) {
+        elapsed_ms = 0;
+    }
+    /* The boundary: the last whole millisecond of done's clock (up to 1 ms
+     * ago), so its end in wall ms is exact and next's start is the same. */
+    done->end_mono_ns = done->start_mono_ns + elapsed_ms * 1000000;
+    done->end_unix_ms = done->start_unix_ms + elapsed_ms;
+    next->start_mono_ns = done->end_mono_ns;
+    next->start_unix_ms = done->end_unix_ms;
+    int64_t step_ms = now_unix_ms - next->start_unix_ms;
+    if (step_ms > 1000 || step_ms < -1000) {
+        next->start_unix_ms = now_unix_ms;  /* the wall clock was set */
+    }
+}
+
 int
 ps_period_add_thread(ps_period *p, uint64_t ident, uint64_t native_id,
                      const char *name, size_t name_len, uint16_t *index)

@@ -376,10 +376,12 @@ swap_period(void)
     pthread_mutex_lock(&S.load_lock);
     ps_period *done = S.active;
     S.active = fresh;
+    /* One instant ends this period and starts the next (the files of a
+     * run meet exactly), set while the sampler thread cannot append. */
+    ps_period_hand_over(done, fresh);
     pthread_mutex_unlock(&S.load_lock);
     S.period_gen++;
     ps_walker_forget_codes();
-    ps_period_finish(done);
     return done;
 }
 

@@ -59,6 +59,28 @@ test_samples_and_threads(void)
 }
 
 static void
+test_hand_over_is_one_instant(void)
+{
+    ps_period *done = ps_period_new(PS_MODE_PROF, 100000, 64, 1000);
+    CHECK(done != NULL);
+    struct timespec pause = {0, 2345678};
+    nanosleep(&pause, NULL);
+    ps_period *next = ps_period_new(PS_MODE_PROF, 100000, 64, 1000);
+    CHECK(next != NULL);
+    nanosleep(&pause, NULL);  /* next was made well before the hand-over */
+    ps_period_hand_over(done, next);
+    CHECK(done->end_unix_ms == next->start_unix_ms);
+    CHECK(done->end_mono_ns == next->start_mono_ns);
+    CHECK(done->end_mono_ns <= ps_mono_ns());
+    CHECK(done->end_unix_ms - done->start_unix_ms >= 4);
+    /* The boundary is a whole millisecond of done's clock. */
+    CHECK((done->end_mono_ns - done->start_mono_ns) % 1000000 == 0);
+    CHECK(done->end_unix_ms - done->start_unix_ms == ps_period_duration_ms(done));
+    ps_period_free(done);
+    ps_period_free(next);
+}
+
+static void
 test_procstat(void)
 {
     CHECK(ps_rss_kb() > 0);
@@ -79,6 +101,7 @@ main(void)
 {
     RUN(test_vec_chunks_do_not_move);
     RUN(test_samples_and_threads);
+    RUN(test_hand_over_is_one_instant);
     RUN(test_procstat);
     return ps_test_failures != 0;
 }
