@@ -34,6 +34,26 @@ ps_py_is_finalizing(void)
 #endif
 }
 
+/* Ask the main thread to run `signum`'s Python-level handler at its next
+ * bytecode boundary, from a thread with no thread state (the sampler
+ * thread), without sending a signal. From 3.13 PyErr_SetInterruptEx sets
+ * the main thread's eval breaker from any thread. Up to 3.12 it sets the
+ * eval breaker only when called on the main thread; from elsewhere the main
+ * thread notices at its next GIL switch, which a busy thread running alone
+ * never makes, so the caller must deliver a signal to the main thread
+ * (whose handler trips it there). Returns 1 when tripped, 0 when the caller
+ * must signal. tests/test_cpython_behaviour.py checks both on each version. */
+static inline int
+ps_py_trip_main_from_any_thread(int signum)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return PyErr_SetInterruptEx(signum) == 0;
+#else
+    (void)signum;
+    return 0;
+#endif
+}
+
 /* Take the current exception out of the error indicator (new reference, or
  * NULL when none is set) and put it back. 3.12 made the exception a single
  * object; the (type, value, traceback) triple is deprecated there. */

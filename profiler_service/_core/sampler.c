@@ -8,8 +8,8 @@
  * Who walks. A timer tick that lands on the main thread (the reactor of a
  * Buildbot master, busy on the CPU since the tick found it running) trips
  * CPython's signal machinery right in our handler (PyErr_SetInterruptEx is
- * async-signal-safe, and only reaches the eval loop when called on the main
- * thread): the main thread runs _main_tick at its next bytecode boundary and
+ * async-signal-safe, and up to 3.12 only reaches the eval loop when called
+ * on the main thread): the main thread runs _main_tick at its next bytecode boundary and
  * walks every thread there, its own stack taken where it was running, with
  * no GIL hand-off and no other thread woken. (Sample times then sit on the
  * kernel's CPU-time tick grid: a workload that repeats exactly with a period
@@ -18,7 +18,8 @@
  * is not phase-locked to its CPU time, so the CPU modes do without. Real
  * mode, whose grid is wall time like a LoopingCall's, jitters.) Any other
  * tick wakes the sampler thread: if the main thread
- * used the CPU since the last tick it is poked (tgkill) to walk the same way;
+ * used the CPU since the last tick it is asked to walk the same way (from
+ * 3.13 by tripping it from the sampler thread, before by a tgkill poke);
  * otherwise the sampler thread takes the GIL and walks (walker.c). Taking the
  * GIL from a busy thread samples it where it lets go of the GIL (often an
  * I/O call, after up to the 5 ms switch interval): that bias is why a busy
@@ -93,8 +94,9 @@ on_poke(void)
     PyErr_SetInterruptEx(S.trip_signum);
 }
 
-/* Ask the main thread to walk. In the CPU modes the trip signal's handler is
- * ours (on_poke); in real mode it is CPython's, which trips itself. Tripping
+/* Ask the main thread to walk: trip it from here where the version allows
+ * (pycompat.h), else poke it with the trip signal, whose handler trips it:
+ * ours (on_poke) in the CPU modes, CPython's in real mode. Tripping
  * also writes a byte to the wakeup fd if one is set (Twisted's SIGCHLD
  * waker): the reactor reads it at its next iteration, one read() and a
  * waitpid(WNOHANG) per child process, only on ticks that found it busy. */
@@ -102,6 +104,9 @@ static void
 trip_main(uint64_t ticks)
 {
     atomic_fetch_add(&S.main_ticks, ticks);
+    if (ps_py_trip_main_from_any_thread(S.trip_signum)) {
+        return;
+    }
     if (ps_ticker_poke(S.main_tid, S.trip_signum) < 0) {
         atomic_fetch_sub(&S.main_ticks, ticks);  /* the main thread is gone */
     }
