@@ -84,6 +84,9 @@ c["services"] = [{services}]
 '''
 
 
+START_TIMEOUT_S = 90
+
+
 class RealMaster:
     def __init__(self, basedir: Path) -> None:
         self.basedir = Path(basedir)
@@ -101,9 +104,15 @@ class RealMaster:
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     def start(self) -> None:
-        result = self.run("start", check=False)
+        # buildbot start waits 10 s for "BuildMaster is running" by default:
+        # on a loaded machine, or a CPython build without PGO, loading the
+        # tac alone can take longer. A start that still fails kills the
+        # master, so none is left running after the tests.
+        result = self.run("start", f"--start_timeout={START_TIMEOUT_S}", check=False)
         if result.returncode != 0:
-            raise AssertionError(f"buildbot start failed:\n{result.stdout}\n{self.log()[-3000:]}")
+            log = self.log()
+            self.kill()
+            raise AssertionError(f"buildbot start failed:\n{result.stdout}\n{log[-3000:]}")
 
     def stop(self) -> subprocess.CompletedProcess:
         return self.run("stop", check=False)
