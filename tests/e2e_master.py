@@ -103,12 +103,15 @@ class RealMaster:
         return subprocess.run([BUILDBOT, *args, str(self.basedir)], check=check, timeout=timeout,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
-    def start(self) -> None:
+    def try_start(self) -> subprocess.CompletedProcess:
         # buildbot start waits 10 s for "BuildMaster is running" by default:
         # on a loaded machine, or a CPython build without PGO, loading the
-        # tac alone can take longer. A start that still fails kills the
-        # master, so none is left running after the tests.
-        result = self.run("start", f"--start_timeout={START_TIMEOUT_S}", check=False)
+        # tac alone can take longer.
+        return self.run("start", f"--start_timeout={START_TIMEOUT_S}", check=False)
+
+    def start(self) -> None:
+        """Start; a start that fails kills the master (none is left running)."""
+        result = self.try_start()
         if result.returncode != 0:
             log = self.log()
             self.kill()
@@ -142,6 +145,26 @@ class RealMaster:
         pid = self.pid
         if pid is not None and self.alive:
             os.kill(pid, signal.SIGKILL)
+
+    def tracebacks(self) -> list[str]:
+        """The tracebacks twistd.log holds, except Buildbot's own
+        BuildStepCancelled from interrupting a running step at shutdown
+        (Buildbot 4.3 logs it as an Unhandled Error when `buildbot stop`
+        lands while a step runs; nothing of ours is on that stack)."""
+        found: list[list[str]] = []
+        current: Optional[list[str]] = None
+        for line in self.log().splitlines():
+            if line.lstrip("\t").startswith("Traceback (most recent call last):"):
+                current = [line]
+                found.append(current)
+            elif current is not None and line.startswith("\t"):
+                current.append(line)
+            else:
+                current = None
+        texts = ["\n".join(lines).rstrip() for lines in found]
+        return [text for text in texts
+                if not (text.endswith("buildbot.process.buildstep.BuildStepCancelled:")
+                        and "in _interrupt_impl" in text and "profiler_service" not in text)]
 
     def log(self) -> str:
         try:

@@ -35,7 +35,7 @@ def master(tmp_path_factory):
         m.stop()
         if m.alive:
             m.kill()
-        assert "Traceback" not in m.log(), m.log()[-4000:]
+        assert not m.tracebacks(), m.log()[-4000:]
 
 
 @pytest.fixture(scope="module")
