@@ -13,7 +13,7 @@ import jsonschema
 import pytest
 
 from profiler_service import cli, exports
-from profiler_service.profile import LEGACY_FORMAT, load
+from profiler_service.profile import LEGACY_FORMAT, load, summarize
 from profile_helpers import LEGACY_MODES, LEGACY_REAL, SPEEDSCOPE_SCHEMA
 
 each_file = pytest.mark.parametrize("path", LEGACY_REAL, ids=[p.name for p in LEGACY_REAL])
@@ -80,6 +80,8 @@ def test_load(path):
     assert p.start_ms == round(min(times) * 1000)
     assert [b["buildid"] for b in p.builds] == [b["buildid"] for b in doc["builds"]]
     assert [b["started_ms"] for b in p.builds] == [b["started_at"] * 1000 for b in doc["builds"]]
+    summary = summarize(path)  # what the viewer's listing shows
+    assert (summary["error"], summary["samples"], summary["start_ms"]) == (None, len(samples), p.start_ms)
 
 
 @each_file
