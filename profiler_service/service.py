@@ -314,6 +314,20 @@ class ProfilerService(service.BuildbotService):
     # -- Buildbot lifecycle ------------------------------------------------------------
 
     @defer.inlineCallbacks
+    def reconfigServiceWithSibling(self, sibling):
+        # Buildbot skips a reconfig when the sibling's arguments equal
+        # self._config_args/_config_kwargs (compare_attrs), which are the
+        # *constructor's* and never change on their own: after 1000 -> 250 Hz,
+        # a reconfig back to 1000 Hz would look like "no change" and be
+        # ignored. Once a reconfig is applied, the sibling's arguments are
+        # what this instance runs with; a failed one leaves them as they
+        # were, so the same config is tried again at the next reconfig.
+        result = yield super().reconfigServiceWithSibling(sibling)
+        self._config_args = sibling._config_args
+        self._config_kwargs = sibling._config_kwargs
+        return result
+
+    @defer.inlineCallbacks
     def reconfigService(
         self,
         frequency=DEFAULTS["frequency"],

@@ -289,6 +289,25 @@ class TestReconfig(ServiceTestCase):
         self.reactor.advance(39)
         assert len(self.active_timers()) == 1
 
+    async def test_reconfig_back_to_the_first_settings_is_applied(self):
+        # Buildbot compares a new config with the service's recorded
+        # arguments: they must follow each applied reconfig, or going back
+        # to the constructor's settings looks like "no change".
+        service = await self.make_service(gatherperiod=600, frequency=1000)
+        basepath = os.path.join(self.profiles, "prof_")
+        for frequency in (250, 1000, 250):
+            burn(0.05)
+            await service.reconfigServiceWithSibling(
+                ProfilerService(gatherperiod=600, frequency=frequency, basepath=basepath))
+            assert get_hub().settings == Settings(float(frequency))
+            assert self.logged(f"now sampling virtual {frequency:g} Hz")
+        assert service._config_kwargs["frequency"] == 250
+        assert [read(p)["meta"]["frequency"] for p in self.files()] == [1000, 250, 1000]
+        # An unchanged config is still a no-op: no rotation, no file.
+        await service.reconfigServiceWithSibling(
+            ProfilerService(gatherperiod=600, frequency=250, basepath=basepath))
+        assert len(self.files()) == 3
+
     async def test_reconfig_to_another_basepath(self):
         service = await self.make_service(gatherperiod=60)
         burn(0.05)

@@ -132,6 +132,22 @@ def test_sighup_reconfig_changes_the_frequency(master):
     assert "ProfilerService: now sampling virtual 250 Hz" in master.log()
 
 
+def test_sighup_reconfig_back_to_the_first_frequency(master):
+    # The master started at 100 Hz and the test above moved it to 250 Hz:
+    # going back to the constructor's settings must be applied too.
+    mark = len(master.log())
+    before = len(Shared.files())
+    time.sleep(GATHER_S / 2)
+    reconfigure(master, frequency=100)
+    master.wait_for(lambda: "ProfilerService: now sampling virtual 100 Hz" in master.log()[mark:], 30,
+                    "the reconfig back to 100 Hz")
+    master.wait_for(
+        lambda: any(doc["meta"]["frequency"] == 100 and doc["meta"]["period_end"] == "period"
+                    for _, doc in Shared.documents()[before:]),
+        30, "a full period at 100 Hz after the reconfig",
+    )
+
+
 def test_reconfig_while_a_write_is_in_flight(master):
     hold = master.basedir / "gate.hold"
     before = len(Shared.files())
