@@ -33,6 +33,7 @@ pytestmark = [
 GATHER_S = 3
 WANT_BUILDS = 3
 SCHEMA = json.loads((Path(profiler_service.__file__).parent / "schema" / "profile-v1.schema.json").read_text())
+STALE_TEMP = ".prof_20261201T101500Z.json.gz.tmp-Ab3xYz"
 NAME_RE = re.compile(r"prof_\d{8}T\d{6}Z(_\d{2,})?\.json\.gz")
 
 
@@ -84,6 +85,11 @@ def master(tmp_path_factory):
     master.create()
     master.configure(service_line(frequency=100))
     Shared.master, Shared.profiles, Shared.checked = master, basedir / "profiles", set()
+    # What a master killed between link(2) and rename(2) leaves behind.
+    Shared.profiles.mkdir()
+    stale = Shared.profiles / STALE_TEMP
+    stale.write_bytes(b"\x1f\x8b partial")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
     master.start()
     yield master
     if master.alive:
@@ -115,6 +121,12 @@ def test_files_appear_valid_with_builds(master):
     assert first_meta["service"] == "ProfilerService" and first_meta["buildbot"].startswith("4.")
     assert re.search(r"ProfilerService: wrote .*prof_\d{8}T\d{6}Z\.json\.gz \(\d+ samples, \d builds in [\d.]+ s, "
                      r"[\d.]+ KiB, [\d.]+ s to write, rotation [\d.]+ ms\)", master.log())
+
+
+def test_a_stale_temporary_file_is_removed_at_start(master):
+    assert not (Shared.profiles / STALE_TEMP).exists()
+    assert (f"ProfilerService: removed 1 temporary file(s) left by an interrupted write: "
+            f"{Shared.profiles / STALE_TEMP}") in master.log()
 
 
 def test_sighup_reconfig_changes_the_frequency(master):

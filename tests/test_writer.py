@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import collections
 import errno
+import fcntl
 import gzip
 import json
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -464,3 +466,82 @@ def test_sigkill_mid_write_leaves_no_partial_file(tmp_path, delay):
     assert retry.returncode == 0 and stdout.endswith("retry ok\n")
     assert os.listdir(out) == ["p.json.gz"]
     VALIDATOR.validate(read_profile(target))
+
+
+# ---- long names and interrupted renames ------------------------------------------
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("name", [
+    "p" * 240 + ".json.gz",  # 248 bytes: the temporary name would be 260
+    "p" * 247 + ".json.gz",  # 255 bytes, NAME_MAX itself
+    "\u00e9" * 123 + "p.json.gz",  # 255 bytes of UTF-8: the cut must not split a character
+])
+def test_a_name_up_to_name_max_is_written(tmp_path, hot_period, name):
+    assert len(os.fsencode(name)) <= os.pathconf(tmp_path, "PC_NAME_MAX")
+    target = tmp_path / name
+    hot_period.write(target)
+    assert os.listdir(tmp_path) == [name]
+    VALIDATOR.validate(read_profile(target))
+
+
+KILLED_BEFORE_RENAME = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {tests!r})
+    from test_writer import hot_and_cold
+    from profiler_service import Profiler
+
+    with Profiler(frequency=500, mode="virtual") as profiler:
+        hot_and_cold(0.2)
+    print("writing", flush=True)
+    profiler.period.write(sys.argv[1])
+    """
+)
+
+
+def kill_between_link_and_rename(tmp_path: Path, target: Path) -> list[str]:
+    """Run a real write in a child whose rename(2) strace holds back, SIGKILL
+    the child while its temporary file has a name, and return the names left
+    in the target's directory."""
+    script = tmp_path / "killed_before_rename.py"
+    script.write_text(KILLED_BEFORE_RENAME.format(tests=str(Path(__file__).parent)))
+    child = subprocess.Popen(
+        ["strace", "-f", "-qq", "-o", "/dev/null", "-e", "trace=rename,renameat,renameat2",
+         "-e", "inject=rename,renameat,renameat2:delay_enter=60000000",
+         sys.executable, str(script), str(target)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "writing\n"
+        deadline = time.monotonic() + 30
+        while not os.listdir(target.parent) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)  # past link(2), inside the held-back rename
+        tracee = int(subprocess.check_output(["pgrep", "-P", str(child.pid)], text=True).split()[0])
+        os.kill(tracee, signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+        child.stdout.close()
+    return sorted(os.listdir(target.parent))
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(not shutil.which("strace") or not shutil.which("pgrep"),
+                    reason="needs strace (to hold the writer between link and rename) and pgrep")
+def test_a_kill_between_link_and_rename_leaves_an_unlocked_temporary_file(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    target = out / "prof_20261201T120000Z.json.gz"
+    [left] = kill_between_link_and_rename(tmp_path, target)
+    assert left.startswith(".prof_20261201T120000Z.json.gz.tmp-") and len(left) == len(target.name) + 12
+    # The dead writer's lock went with it: a cleanup may take the file.
+    fd = os.open(out / left, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(fd)
+    from profiler_service.service import remove_stale_temp_files
+
+    assert remove_stale_temp_files(str(out / "prof_"), time.time(), min_age_s=0) == [str(out / left)]
+    assert os.listdir(out) == []

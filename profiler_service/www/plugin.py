@@ -185,6 +185,23 @@ class RecordingControl:
             # Write the page's recording before the reactor's thread pool stops.
             master.reactor.addSystemEventTrigger("before", "shutdown", self._at_shutdown)
             self._shutdown_hooked = True
+        self._remove_stale_temp_files()
+
+    def _remove_stale_temp_files(self) -> None:
+        """In a pool thread: the temporary files a write killed mid-rename
+        left in the page's directory (``service.remove_stale_temp_files``)."""
+        from profiler_service.service import remove_stale_temp_files
+
+        def report(removed: list) -> None:
+            if removed:
+                log.msg(f"profiler www: removed {len(removed)} temporary file(s) left by an interrupted "
+                        f"write: {', '.join(removed)}")
+
+        reactor = self.master.reactor
+        d = threads.deferToThreadPool(reactor, reactor.getThreadPool(), remove_stale_temp_files,
+                                      os.path.join(self.directory, FILE_PREFIX), time.time())
+        d.addCallback(report)
+        d.addErrback(log.err)
 
     def _at_shutdown(self) -> Optional[defer.Deferred]:
         # By now the master's services (the database too) are stopped: no builds.
