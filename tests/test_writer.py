@@ -172,6 +172,22 @@ def busy_period():
     return profiler.period
 
 
+@pytest.fixture(scope="module")
+def rotated_period():
+    """Two seconds of the main thread at 5 kHz on the wall clock, rotated
+    every 50 ms and joined again: one Period of many distinct chunks."""
+    chunks = []
+    with Profiler(frequency=5000, mode="real") as profiler:
+        end = time.monotonic() + 2.0
+        while time.monotonic() < end:
+            recurse_then_spin(5, 0.05)
+            chunks.append(profiler.rotate())
+    chunks.append(profiler.period)
+    joined = _core.concat(chunks)
+    assert joined.samples == sum(chunk.samples for chunk in chunks)
+    return joined
+
+
 # ---- round trip -------------------------------------------------------------------
 
 
@@ -256,7 +272,7 @@ def test_period_can_be_written_twice_over_itself(tmp_path, hot_period):
 
 
 @pytest.mark.timeout(120)
-def test_write_releases_the_gil(tmp_path, busy_period):
+def test_write_releases_the_gil(tmp_path, rotated_period):
     """Another Python thread runs while write() is inside the C writer.
 
     The forced GIL switch is pushed out of reach (sys.setswitchinterval), so
@@ -265,8 +281,7 @@ def test_write_releases_the_gil(tmp_path, busy_period):
     kept the GIL, the watcher would first run after write() returned, when
     the writer's descriptors of the target directory and of its temporary
     file are closed again. It sees them open, so it ran during the write."""
-    large = _core.concat([busy_period] * 500)
-    assert large.samples == 500 * busy_period.samples
+    large = rotated_period
     target = tmp_path / "big.json.gz"
     observed: list[list[str]] = []
     go = threading.Event()
@@ -307,8 +322,12 @@ def test_write_releases_the_gil(tmp_path, busy_period):
     [
         ({"builds": {1, 2}}, TypeError, "list"),
         ({"builds": [{1, 2}]}, TypeError, "set"),
-        ({"builds": [float("nan")]}, ValueError, "builds_json"),
+        ({"builds": [{"buildid": float("nan")}]}, ValueError, "builds_json"),
         ({"builds": ({"buildid": 1},)}, TypeError, "list"),
+        # What load() would refuse ("builds[0] is an array, expected an object").
+        ({"builds": [(1, 2)]}, TypeError, r"builds\[0\] must be a dict \(a JSON object\), got tuple"),
+        ({"builds": [{"buildid": 1}, ["x"]]}, TypeError, r"builds\[1\] must be a dict"),
+        ({"builds": [None]}, TypeError, r"builds\[0\] must be a dict .* got NoneType"),
         ({"meta": ["python"]}, TypeError, "dict"),
         ({"meta": {"pid": 1}}, ValueError, "meta_json"),
         ({"meta": {"x": float("inf")}}, ValueError, "meta_json"),
@@ -545,3 +564,39 @@ def test_a_kill_between_link_and_rename_leaves_an_unlocked_temporary_file(tmp_pa
 
     assert remove_stale_temp_files(str(out / "prof_"), time.time(), min_age_s=0) == [str(out / left)]
     assert os.listdir(out) == []
+
+
+# ---- concat -------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_concat_refuses_what_one_file_cannot_hold(hot_period, busy_period):
+    # hot_period is virtual 250 Hz, busy_period real 1000 Hz.
+    with pytest.raises(ValueError, match=r"one mode, frequency and max_depth: item 1 is real 1000 Hz \(depth 256\), "
+                                         r"item 0 is virtual 250 Hz"):
+        _core.concat([hot_period, busy_period])
+    with pytest.raises(ValueError, match="item 1 is item 0 again"):
+        _core.concat([busy_period, busy_period])
+    with Profiler(frequency=250, mode="virtual") as profiler:
+        hot_and_cold(0.1)
+        first = profiler.rotate()
+        hot_and_cold(0.1)
+    second = profiler.period
+    with pytest.raises(ValueError, match="consecutive Periods in time order: item 1 starts before item 0 ends"):
+        _core.concat([second, first])
+    with pytest.raises(ValueError, match="item 1 starts before item 0 ends"):
+        _core.concat([first, hot_period])  # older than first, same settings
+    with pytest.raises(ValueError, match="item 2 is item 0 again"):
+        _core.concat([first, second, first])
+    joined = _core.concat([hot_period, first, second])  # in order, with gaps between runs: fine
+    assert joined.samples == hot_period.samples + first.samples + second.samples
+
+
+@pytest.mark.timeout(60)
+def test_a_written_concat_loads(tmp_path, rotated_period):
+    from profiler_service import load
+
+    path = tmp_path / "joined.json.gz"
+    rotated_period.write(path, builds=BUILDS)
+    VALIDATOR.validate(read_profile(path))
+    assert len(load(path).sample_stack) == rotated_period.samples
