@@ -355,3 +355,36 @@ def test_resources_mounted_under_a_prefix(served):
         assert mounted.request("/api/profiles")[0] == 404
     finally:
         mounted.stop()
+
+
+def raw_exchange(port: int, data: bytes) -> bytes:
+    """Send raw bytes, return everything the server answers until it closes."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(data)
+        chunks = []
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+
+
+@pytest.mark.timeout(60)
+def test_hostile_urls_get_a_status_line_and_no_traceback(tmp_path):
+    viewer_profiles.write_gz(tmp_path / "prof_20251125T194640Z.json.gz", viewer_profiles.known_answer_profile())
+    server = Server(tmp_path)
+    try:
+        for path in ("/%00", "/a%00b", "/%00/x", "/api/profiles/%00", "/api/profiles/a%00.json.gz"):
+            assert server.request(path)[0] == 404, path
+        host = f"Host: 127.0.0.1:{server.port}\r\n".encode()
+        reply = raw_exchange(server.port, b"GET /" + b"a" * 17000 + b" HTTP/1.1\r\n" + host + b"\r\n")
+        assert reply.startswith(b"HTTP/1.1 414 URI Too Long\r\n"), reply[:200]
+        reply = raw_exchange(server.port, b"GET /api/profiles HTTP/1.1\r\n" + host + b"X-Big: " + b"a" * 17000 + b"\r\n\r\n")
+        assert reply.startswith(b"HTTP/1.1 431 "), reply[:200]
+        assert server.json("/api/profiles")[0] == 200  # still serving
+    finally:
+        server.stop()
+    log = server.proc.stderr.read() + server.proc.stdout.read()
+    assert "Traceback" not in log and "embedded null byte" not in log, log[-2000:]
