@@ -597,7 +597,7 @@ def test_concat_refuses_what_one_file_cannot_hold(hot_period, busy_period):
         _core.concat([second, first])
     with pytest.raises(ValueError, match="item 1 starts before item 0 ends"):
         _core.concat([first, hot_period])  # older than first, same settings
-    with pytest.raises(ValueError, match="item 2 is item 0 again"):
+    with pytest.raises(ValueError, match="item 2 starts before item 1 ends"):
         _core.concat([first, second, first])
     joined = _core.concat([hot_period, first, second])  # in order, with gaps between runs: fine
     assert joined.samples == hot_period.samples + first.samples + second.samples
