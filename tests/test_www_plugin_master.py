@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from e2e_master import unexpected_tracebacks
 from www_master import WwwMaster, free_port, read_profile, sample_keys
 
 GATHER_S = 4
@@ -34,7 +35,7 @@ def master(tmp_path_factory):
             assert result.returncode == 0, result.stdout
         if m.alive:
             m.kill()
-        assert "Traceback" not in m.log(), m.log()[-4000:]
+        assert not unexpected_tracebacks(m.log()), m.log()[-4000:]
 
 
 @pytest.fixture(scope="module")
