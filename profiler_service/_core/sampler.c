@@ -163,7 +163,8 @@ sampler_main(void *arg)
         if (!atomic_load(&S.stopping)) {
             ps_walk_all(ticks, 0);
             /* Ticks that came in while we waited for the GIL are covered by
-             * this walk: weights are time since each thread's last sample. */
+             * this walk: weights are time since each thread's last sample.
+             * (stop() joins this thread before it takes the period.) */
             S.active->stats.missed += ps_ticker_drain();
         }
         ts = PyEval_SaveThread();
@@ -251,17 +252,29 @@ new_period(void)
                          S.max_depth, S.max_stacks);
 }
 
-/* Release what start() allocated. Needs the GIL (code references). */
-static void
-release_all(void)
+void
+ps_sampler_release_walk_state(void)
 {
     ps_walker_forget_codes();
-    ps_period_free(S.active);
-    S.active = NULL;
     PyMem_RawFree(S.stack_buf);
     S.stack_buf = NULL;
     ps_walker_forget_threads();
     free_idle();
+}
+
+/* Release what start() allocated. A walk in progress (Python code ran inside
+ * it: see walker.c) keeps using its state until it returns, and frees it
+ * then. Needs the GIL (code references). */
+static void
+release_all(void)
+{
+    ps_period_free(S.active);
+    S.active = NULL;
+    if (S.walking) {
+        S.release_deferred = 1;
+        return;
+    }
+    ps_sampler_release_walk_state();
 }
 
 static PyObject *
@@ -287,6 +300,14 @@ sampler_start(PyObject *module, PyObject *args, PyObject *kwargs)
         PyErr_SetString(PyExc_RuntimeError,
                         "a sampler is already running in this process; stop it "
                         "first (one sampler per process)");
+        return NULL;
+    }
+    if (S.walking) {
+        /* stop() ran inside a walk that has not returned yet (a finalizer
+         * released the GIL in it): its state is not free yet. */
+        PyErr_SetString(PyExc_RuntimeError,
+                        "the previous sampler's last walk has not returned yet "
+                        "(Python code it ran still holds it); try again");
         return NULL;
     }
     if (mode < PS_MODE_PROF || mode > PS_MODE_REAL) {
@@ -404,6 +425,14 @@ sampler_stop(PyObject *module, PyObject *unused)
         PyErr_SetString(PyExc_RuntimeError, "the sampler is not running");
         return NULL;
     }
+    if (pthread_equal(pthread_self(), S.thread)) {
+        /* Python code run inside the sampler thread's own walk (a finalizer
+         * of a garbage collection it triggered) cannot join that thread. */
+        PyErr_SetString(PyExc_RuntimeError,
+                        "stop() cannot run on the sampler's own thread (from a "
+                        "finalizer run during a walk)");
+        return NULL;
+    }
     atomic_store(&S.stopping, 1);
     ps_ticker_stop();
     ps_ticker_wake();
@@ -413,6 +442,7 @@ sampler_stop(PyObject *module, PyObject *unused)
     S.running = 0;
     ps_period *done = S.active;
     S.active = NULL;
+    S.period_gen++;  /* a walk still out (on the main thread) abandons */
     ps_period_finish(done);
     release_all();
     return ps_period_wrap(module, done);
@@ -456,8 +486,11 @@ sampler_main_tick(PyObject *module, PyObject *args)
     ps_py_error_save(&saved);
     uint64_t ticks = atomic_exchange(&S.main_ticks, 0);
     ps_walk_all(ticks ? ticks : 1, 0);
-    /* This walk covers ticks queued for the sampler thread. */
-    S.active->stats.missed += ps_ticker_drain();
+    /* This walk covers ticks queued for the sampler thread. Python code run
+     * inside the walk may have stopped the sampler. */
+    if (S.running && S.active != NULL) {
+        S.active->stats.missed += ps_ticker_drain();
+    }
     ps_py_error_restore(&saved);
     Py_RETURN_NONE;
 }
@@ -484,11 +517,16 @@ sampler_after_fork_child(PyObject *module, PyObject *unused)
 {
     pthread_mutex_unlock(&S.load_lock);
     ps_ticker_after_fork_child();
+    if (S.walking && !pthread_equal(S.walker, pthread_self())) {
+        S.walking = 0;  /* that walk's thread does not exist here */
+    }
     if (S.running) {
         /* The sampler thread does not exist here and CPython already deleted
-         * its thread state; what remains is the parent's data. */
+         * its thread state; what remains is the parent's data. A walk of
+         * this thread still out (fork from a finalizer in it) abandons. */
         S.running = 0;
         atomic_store(&S.stopping, 0);
+        S.period_gen++;
         release_all();
     }
     Py_RETURN_NONE;
