@@ -149,6 +149,12 @@ sampler_main(void *arg)
             ticks = 1 + (uint64_t)((now - next_tick) / S.interval_ns);
             next_tick = now + jittered_interval();
         }
+        if (!atomic_load(&S.signal_lost) && ps_ticker_yield()) {
+            /* Our handler was replaced: no more pokes (they would reach the
+             * new handler), and in the CPU modes no more ticks. */
+            atomic_store(&S.signal_lost, 1);
+            S.main_tid = 0;
+        }
         if (ticks == 0) {
             continue;
         }
@@ -331,6 +337,7 @@ sampler_start(PyObject *module, PyObject *args, PyObject *kwargs)
     S.interp = PyInterpreterState_Get();
     S.rng = (uint64_t)ps_mono_ns() | 1;
     S.main_tid = trip_signum > 0 ? main_tid : 0;
+    atomic_store(&S.signal_lost, 0);
     S.trip_signum = trip_signum;
     S.main_cpu_ns = S.main_tid ? ps_thread_cpu_ns((uint64_t)S.main_tid) : 0;
     if (set_idle(idle) < 0) {
@@ -356,7 +363,7 @@ sampler_start(PyObject *module, PyObject *args, PyObject *kwargs)
     ps_ticker_set_poke_handler(S.main_tid ? on_poke : NULL, S.main_tid);
     /* With the main-thread route the caller has just put CPython's handler
      * on the timer signal; ours replaces it at the C level. */
-    int rc = ps_ticker_start(mode, S.interval_ns, S.main_tid != 0);
+    int rc = ps_ticker_start(mode, S.interval_ns, S.main_tid ? trip_signum : 0);
     if (rc < 0) {
         int saved_errno = errno;
         release_all();
@@ -401,6 +408,9 @@ swap_period(void)
     S.period_gen++;
     ps_walker_forget_codes();
     ps_period_finish(done);
+    if (atomic_load(&S.signal_lost)) {
+        done->stats.signal_lost = 1;
+    }
     return done;
 }
 
@@ -418,9 +428,21 @@ sampler_rotate(PyObject *module, PyObject *unused)
     return ps_period_wrap(module, done);
 }
 
+/* stop(route_disposition=-1). The C level can stop from any thread; only
+ * the Python-level handler table needs the main thread. A caller on another
+ * thread passes the disposition (0 SIG_DFL, 1 SIG_IGN) the route signal
+ * must end with, as signal.signal() would have set it; CPython's table then
+ * still names _main_tick, which does nothing while stopped. */
 static PyObject *
-sampler_stop(PyObject *module, PyObject *unused)
+sampler_stop(PyObject *module, PyObject *args, PyObject *kwargs)
 {
+    static char *keywords[] = {"route_disposition", NULL};
+    int route_disposition = -1;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|i:stop", keywords,
+                                     &route_disposition)) {
+        return NULL;
+    }
     if (!S.running) {
         PyErr_SetString(PyExc_RuntimeError, "the sampler is not running");
         return NULL;
@@ -433,17 +455,27 @@ sampler_stop(PyObject *module, PyObject *unused)
                         "finalizer run during a walk)");
         return NULL;
     }
+    int route_signum = S.main_tid != 0 ? S.trip_signum : 0;
     atomic_store(&S.stopping, 1);
-    ps_ticker_stop();
     ps_ticker_wake();
     Py_BEGIN_ALLOW_THREADS
     pthread_join(S.thread, NULL);
     Py_END_ALLOW_THREADS
+    /* The sampler thread is gone: the ticker is ours alone to stop. */
+    if (ps_ticker_stop()) {
+        atomic_store(&S.signal_lost, 1);
+    }
+    else if (route_signum != 0 && route_disposition >= 0) {
+        ps_ticker_set_disposition(route_signum, route_disposition == 1);
+    }
     S.running = 0;
     ps_period *done = S.active;
     S.active = NULL;
     S.period_gen++;  /* a walk still out (on the main thread) abandons */
     ps_period_finish(done);
+    if (atomic_load(&S.signal_lost)) {
+        done->stats.signal_lost = 1;
+    }
     release_all();
     return ps_period_wrap(module, done);
 }
@@ -462,14 +494,15 @@ sampler_status(PyObject *module, PyObject *unused)
     }
     const ps_period *p = S.active;
     return Py_BuildValue(
-        "{s:s,s:d,s:L,s:L,s:K,s:K,s:K,s:K,s:n}", "mode", ps_mode_name(p->mode),
+        "{s:s,s:d,s:L,s:L,s:K,s:K,s:K,s:K,s:n,s:O}", "mode", ps_mode_name(p->mode),
         "frequency", S.frequency, "start_ms", (long long)p->start_unix_ms,
         "duration_ms", (long long)ps_period_duration_ms(p), "samples",
         (unsigned long long)p->stats.samples, "ticks",
         (unsigned long long)p->stats.ticks, "idle",
         (unsigned long long)p->stats.idle, "sampling_ns",
         (unsigned long long)p->stats.sampling_ns, "heap_bytes",
-        (Py_ssize_t)ps_period_heap_bytes(p));
+        (Py_ssize_t)ps_period_heap_bytes(p), "signal_lost",
+        atomic_load(&S.signal_lost) ? Py_True : Py_False);
 }
 
 /* The Python-level handler of trip_signum: runs in the main thread at a
@@ -539,7 +572,9 @@ PyMethodDef ps_sampler_methods[] = {
      "Arm the process-wide sampler. Arguments are validated by Profiler."},
     {"rotate", sampler_rotate, METH_NOARGS,
      "Finish the active period and start a new one; returns the finished Period."},
-    {"stop", sampler_stop, METH_NOARGS,
+    {"stop", (PyCFunction)(void (*)(void))sampler_stop,
+     METH_VARARGS | METH_KEYWORDS,
+     "stop(route_disposition=-1)\n"
      "Disarm, join the sampler thread and return the final Period."},
     {"is_running", sampler_is_running, METH_NOARGS,
      "True while the sampler runs."},

@@ -75,6 +75,7 @@ typedef struct {
     int trip_signum;            /* the signal whose Python handler is _main_tick */
     int64_t main_cpu_ns;        /* main thread's CPU at the last tick */
     atomic_uint_fast64_t main_ticks;  /* ticks handed to the main thread */
+    atomic_int signal_lost;     /* somebody replaced our signal handler */
     int64_t load_cpu_ns;
     int64_t load_wall_ns;
     uint64_t rng;
