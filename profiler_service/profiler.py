@@ -287,6 +287,8 @@ class Profiler:
                 disposition = 1 if self._previous_disposition() is signal.SIG_IGN else 0
             self.period = _core.stop(route_disposition=disposition)
             _owner = None
+            if self.period.stats.get("signal_lost"):
+                self._trip = None  # somebody else's signal now: touch nothing
             if on_main:
                 _fix_stale_route()
                 self._restore_trip()

@@ -261,11 +261,12 @@ new_period(void)
 void
 ps_sampler_release_walk_state(void)
 {
-    ps_walker_forget_codes();
     PyMem_RawFree(S.stack_buf);
     S.stack_buf = NULL;
     ps_walker_forget_threads();
     free_idle();
+    /* Last: dropping code objects can run Python code, even a start(). */
+    ps_walker_forget_codes();
 }
 
 /* Release what start() allocated. A walk in progress (Python code ran inside
