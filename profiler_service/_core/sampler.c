@@ -456,17 +456,21 @@ sampler_stop(PyObject *module, PyObject *args, PyObject *kwargs)
                         "finalizer run during a walk)");
         return NULL;
     }
-    int route_signum = S.main_tid != 0 ? S.trip_signum : 0;
+    int route_signum = S.trip_signum;
     atomic_store(&S.stopping, 1);
+    /* Disarm before the join: a CPU-timer signal that expires while the
+     * sampler thread exits goes to another thread, perhaps a sleeping one
+     * that it would wake (and charge with CPU). */
+    int replaced = ps_ticker_stop();
     ps_ticker_wake();
     Py_BEGIN_ALLOW_THREADS
     pthread_join(S.thread, NULL);
     Py_END_ALLOW_THREADS
-    /* The sampler thread is gone: the ticker is ours alone to stop. */
-    if (ps_ticker_stop()) {
+    if (replaced) {
         atomic_store(&S.signal_lost, 1);
     }
-    else if (route_signum != 0 && route_disposition >= 0) {
+    else if (!atomic_load(&S.signal_lost) && route_signum > 0 &&
+             route_disposition >= 0) {
         ps_ticker_set_disposition(route_signum, route_disposition == 1);
     }
     S.running = 0;

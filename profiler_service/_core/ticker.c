@@ -5,6 +5,7 @@
 #include "ps_ticker.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -23,6 +24,9 @@ static atomic_int woken;
 static int armed_signal;           /* 0 when no handler of ours is installed */
 static int armed_timer = -1;       /* ITIMER_* armed, -1 if none */
 static struct timeval armed_interval;  /* what we armed it with */
+/* Serializes yield (sampler thread) and stop (any thread); never taken in
+ * the signal handler. */
+static pthread_mutex_t control_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct sigaction previous;  /* disposition found at start */
 static void (*volatile poke_handler)(void);
 static volatile pid_t own_pid;
@@ -186,8 +190,9 @@ disarm_own_timer(void)
     armed_timer = -1;
 }
 
-int
-ps_ticker_yield(void)
+/* ps_ticker_yield with control_lock held. */
+static int
+yield_locked(void)
 {
     if (armed_signal == 0 || ps_ticker_owns_signal()) {
         return 0;
@@ -203,9 +208,19 @@ ps_ticker_yield(void)
 }
 
 int
+ps_ticker_yield(void)
+{
+    pthread_mutex_lock(&control_lock);
+    int replaced = yield_locked();
+    pthread_mutex_unlock(&control_lock);
+    return replaced;
+}
+
+int
 ps_ticker_stop(void)
 {
-    int replaced = ps_ticker_yield();
+    pthread_mutex_lock(&control_lock);
+    int replaced = yield_locked();
 
     main_tid = 0;
     disarm_own_timer();
@@ -220,6 +235,7 @@ ps_ticker_stop(void)
         sigaction(armed_signal, &previous, NULL);
         armed_signal = 0;
     }
+    pthread_mutex_unlock(&control_lock);
     return replaced;
 }
 
@@ -285,6 +301,7 @@ ps_ticker_wake(void)
 void
 ps_ticker_after_fork_child(void)
 {
+    pthread_mutex_init(&control_lock, NULL);  /* the sampler thread is gone */
     armed_timer = -1;  /* the kernel did not copy our timer */
     poke_handler = NULL;
     main_tid = 0;
