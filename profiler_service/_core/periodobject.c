@@ -144,14 +144,15 @@ static PyObject *
 Period_get_stats(PeriodObject *self, void *closure)
 {
     const ps_stats *s = &self->period->stats;
-    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:K}", "ticks",
+    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}", "ticks",
                          (unsigned long long)s->ticks, "missed",
                          (unsigned long long)s->missed, "samples",
                          (unsigned long long)s->samples, "idle",
                          (unsigned long long)s->idle, "truncated",
                          (unsigned long long)s->truncated, "dropped",
                          (unsigned long long)s->dropped, "sampling_ns",
-                         (unsigned long long)s->sampling_ns);
+                         (unsigned long long)s->sampling_ns, "signal_lost",
+                         (unsigned long long)s->signal_lost);
 }
 
 static PyObject *
@@ -521,7 +522,8 @@ static PyGetSetDef Period_getset[] = {
     {"threads", (getter)Period_get_threads, NULL,
      "Threads seen: dicts of ident, native_id, name, samples, weight_us.", NULL},
     {"stats", (getter)Period_get_stats, NULL,
-     "Counters: ticks, missed, samples, idle, truncated, dropped, sampling_ns.", NULL},
+     "Counters: ticks, missed, samples, idle, truncated, dropped, sampling_ns, "
+     "signal_lost.", NULL},
     {"load", (getter)Period_get_load, NULL,
      "Load series: (t_ms, cpu_permille, rss_kb) once a second.", NULL},
     {NULL},
