@@ -43,6 +43,8 @@ typedef struct {
     uint64_t truncated;    /* samples whose stack was cut (depth or table cap) */
     uint64_t dropped;      /* samples lost to a failed allocation or a cap */
     uint64_t sampling_ns;  /* time the sampler spent walking, GIL held */
+    uint64_t signal_lost;  /* 1: somebody replaced the sampler's signal
+                              handler during the period (ticks stopped) */
 } ps_stats;
 
 enum { PS_MODE_PROF = 0, PS_MODE_VIRTUAL = 1, PS_MODE_REAL = 2 };

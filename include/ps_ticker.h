@@ -9,11 +9,22 @@
 #include <stdint.h>
 
 /* Install the handler and arm the timer for `mode` (PS_MODE_*) at
- * `interval_ns`. Refuses (PS_ESTATE) when the signal already has a handler,
- * so we never silently replace an application's, unless `replace` says the
- * caller installed the one there (CPython's, for the main-thread route).
- * Returns 0, PS_ESTATE or PS_EOS (errno set). */
-int ps_ticker_start(int mode, int64_t interval_ns, int replace);
+ * `interval_ns`. `route_signum` is the signal of the main-thread route (0:
+ * none): the caller has just put CPython's handler there, and ours replaces
+ * it at the C level (in real mode, which arms no timer, it is the only
+ * signal we handle). Without a route it refuses (PS_ESTATE) when the timer
+ * signal already has a handler, so we never silently replace an
+ * application's. Returns 0, PS_ESTATE or PS_EOS (errno set). */
+int ps_ticker_start(int mode, int64_t interval_ns, int route_signum);
+
+/* 1 while the handler we installed is still the signal's (or none was
+ * installed), 0 when somebody replaced it. Thread-safe, no locks. */
+int ps_ticker_owns_signal(void);
+
+/* If somebody replaced our handler: stop poking, disarm our timer unless it
+ * was re-armed with another interval (then it is theirs), forget the signal
+ * (stop() then leaves it as they set it) and return 1; else return 0. */
+int ps_ticker_yield(void);
 
 /* Called, in the signal handler, for a poke (a tick signal sent by this
  * process through ps_ticker_poke) and for a timer tick that lands on kernel
@@ -27,8 +38,14 @@ void ps_ticker_set_poke_handler(void (*handler)(void), long main_tid);
 int ps_ticker_poke(long tid, int signum);
 
 /* Disarm the timer first, then ignore the signal (discarding one already
- * pending), then restore the disposition found at start. Idempotent. */
-void ps_ticker_stop(void);
+ * pending), then restore the disposition found at start. What somebody else
+ * installed after start is left alone: a handler that is not ours any more
+ * (returns 1, else 0), a timer re-armed with another interval. Idempotent. */
+int ps_ticker_stop(void);
+
+/* Set `sig` to SIG_IGN (`ignore`) or SIG_DFL at the C level: what CPython's
+ * signal.signal() would do, for a thread that may not call it. */
+void ps_ticker_set_disposition(int sig, int ignore);
 
 /* Block until ticks were posted, the CLOCK_MONOTONIC deadline passed, or
  * ps_ticker_wake() was called. Returns the number of ticks consumed (0 on a

@@ -13,6 +13,7 @@ import math
 import os
 import signal
 import threading
+import warnings
 from typing import Iterable, Optional
 
 from . import _core
@@ -107,6 +108,27 @@ def _check_int(name: str, value: object, low: int, high: int) -> int:
 _owner: Optional["Profiler"] = None
 _owner_lock = threading.Lock()
 
+# A route signal whose Python-level handler is still _core._main_tick after a
+# stop() from another thread (signal.signal() needs the main thread): the C
+# level already has the disposition back; the main thread puts `previous`
+# back into CPython's table at its next call here. (signum, previous)
+_stale_route: Optional[tuple[int, object]] = None
+
+
+def _on_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def _fix_stale_route() -> None:
+    """On the main thread: give CPython's table back what stop() could not."""
+    global _stale_route
+    if _stale_route is None or not _on_main_thread():
+        return
+    signum, previous = _stale_route
+    _stale_route = None
+    if signal.getsignal(signum) is _core._main_tick:
+        signal.signal(signum, previous)
+
 
 class Profiler:
     """A statistical profiler of every thread of this process.
@@ -139,6 +161,7 @@ class Profiler:
         self.max_samples = _check_int("max_samples", max_samples, 1, 1 << 40)
         self.period: Optional[_core.Period] = None
         self._trip: Optional[tuple[int, object]] = None  # (signum, previous handler)
+        self._warned_signal_lost = False
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
@@ -165,6 +188,8 @@ class Profiler:
                     "a profiler is already running in this process "
                     "(one sampler per process); stop it first"
                 )
+            _fix_stale_route()
+            self._warned_signal_lost = False
             self._trip = self._install_trip()
             try:
                 _core.start(
@@ -185,7 +210,7 @@ class Profiler:
     def _install_trip(self) -> Optional[tuple[int, object]]:
         if threading.current_thread() is not threading.main_thread():
             return None
-        signum = _TRIP_SIGNALS[self.mode]
+        signum = self._signal_number()
         current = signal.getsignal(signum)
         free = current in (signal.SIG_DFL, signal.SIG_IGN, _core._main_tick)
         if not free:
@@ -201,33 +226,76 @@ class Profiler:
         signal.siginterrupt(signum, False)
         return signum, previous
 
+    def _previous_disposition(self) -> object:
+        signum, previous = self._trip
+        if previous is _core._main_tick or previous is None:
+            return signal.SIG_DFL
+        return previous
+
     def _restore_trip(self) -> None:
+        """Put back the route signal's handler, unless it is not ours any
+        more: what the application installed after start() stays."""
         if self._trip is not None:
-            signum, previous = self._trip
+            signum = self._trip[0]
+            previous = self._previous_disposition()
             self._trip = None
-            if previous is _core._main_tick or previous is None:
-                previous = signal.SIG_DFL
-            signal.signal(signum, previous)
+            if signal.getsignal(signum) is _core._main_tick:
+                signal.signal(signum, previous)
 
     def _check_owner(self) -> None:
         if not self.running:
             raise RuntimeError("this Profiler is not running")
 
+    def _warn_if_signal_lost(self, period: "_core.Period") -> None:
+        if period.stats.get("signal_lost") and not self._warned_signal_lost:
+            self._warned_signal_lost = True
+            name = signal.Signals(self._signal_number()).name
+            lost = "its main-thread walks" if self.mode == "real" else "sampling"
+            warnings.warn(
+                f"profiler: the {name} handler was replaced after start() (by the "
+                f"application?); the profiler left it in place and stopped {lost} "
+                f"through {name}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
+    def _signal_number(self) -> int:
+        return _TRIP_SIGNALS[self.mode]
+
     def rotate(self) -> "_core.Period":
         """Finish the current period and start a new one; return the finished one."""
         self._check_owner()
-        return _core.rotate()
+        _fix_stale_route()
+        period = _core.rotate()
+        self._warn_if_signal_lost(period)
+        return period
 
     def stop(self) -> "_core.Period":
-        """Disarm and return the final period. Never busy-waits."""
-        global _owner
+        """Disarm and return the final period. Never busy-waits.
+
+        Works from any thread. Off the main thread, CPython's handler table
+        cannot be changed: the C level gets the route signal's disposition
+        back at once, and the main thread's next call into Profiler puts the
+        previous handler back into the table (until then it names
+        ``_core._main_tick``, which does nothing while stopped)."""
+        global _owner, _stale_route
         with _owner_lock:
             self._check_owner()
+            on_main = _on_main_thread()
+            disposition = -1
+            if self._trip is not None and not on_main:
+                disposition = 1 if self._previous_disposition() is signal.SIG_IGN else 0
+            self.period = _core.stop(route_disposition=disposition)
             _owner = None
-            try:
-                self.period = _core.stop()
-            finally:
+            if self.period.stats.get("signal_lost"):
+                self._trip = None  # somebody else's signal now: touch nothing
+            if on_main:
+                _fix_stale_route()
                 self._restore_trip()
+            elif self._trip is not None:
+                _stale_route = (self._trip[0], self._previous_disposition())
+                self._trip = None
+            self._warn_if_signal_lost(self.period)
             return self.period
 
     def status(self) -> Optional[dict]:

@@ -113,8 +113,10 @@ def test_waiting_threads_give_no_samples_in_cpu_modes(mode):
         assert by_thread[name] == 0, (name, by_thread)
     assert by_thread["MainThread"] > 0
     assert p.period.stats["idle"] > 0
+    # A thread without a kept sample has no entry in the period (issue 16).
     seen = {t["name"] for t in p.period.threads}
-    assert {"sleeper", "lock-waiter", "event-waiter", "queue-getter"} <= seen
+    assert not {"sleeper", "lock-waiter", "event-waiter", "queue-getter"} & seen, seen
+    assert all(t["samples"] > 0 for t in p.period.threads), p.period.threads
 
 
 @pytest.mark.timeout(120)
@@ -410,3 +412,54 @@ def test_thread_names_long_unicode_and_new_threads():
     assert cut and all(set(name) == {"é"} and len(name.encode()) < 200 for name in cut), cut
     sampled = {frames[0] for frames, _ in parse_collapsed(p.period.collapsed())}
     assert not any(name.startswith("Thread ") for name in sampled if name != "MainThread"), sampled
+
+
+@pytest.mark.timeout(120)
+def test_thread_churn_names_every_sampled_thread_and_writes_no_empty_entry():
+    # Issue 16: at 10 kHz in real mode, most entries of a churn period had no
+    # sample, and a thread sampled only while starting or ending (before
+    # threading lists it, or after it forgot it) was named "Thread <tid>".
+    with Profiler(frequency=10000, mode="real") as p:
+        for i in range(300):
+            t = threading.Thread(target=workloads.busy_for, args=(0.0005,), name=f"churn-{i}")
+            t.start()
+            t.join()
+    threads = p.period.threads
+    assert all(t["samples"] > 0 for t in threads), [t for t in threads if t["samples"] == 0][:5]
+    unnamed = [t["name"] for t in threads if t["name"].startswith("Thread ")]
+    assert not unnamed, unnamed
+    # Thread indices stay consistent: every sample's thread has an entry.
+    names = {frames[0] for frames, _ in parse_collapsed(p.period.collapsed())}
+    assert names <= {t["name"] for t in threads}
+
+
+@pytest.mark.timeout(120)
+def test_a_thread_threading_no_longer_lists_keeps_its_name():
+    # At its end a thread leaves threading._active (Thread._delete) and still
+    # runs; before it is registered it already runs too. Sampled only then,
+    # it was named "Thread <tid>". Here it is taken out of _active the way
+    # _delete does, for the whole recording, and put back before it ends.
+    stop = threading.Event()
+    started = threading.Event()
+
+    def spin():
+        started.set()
+        while not stop.is_set():
+            workloads.busy_loop(2000)
+
+    thread = threading.Thread(target=spin, name="forgotten-by-threading")
+    thread.start()
+    started.wait()
+    with threading._active_limbo_lock:
+        entry = threading._active.pop(thread.ident)
+    try:
+        with Profiler(frequency=1000, mode="prof") as p:
+            workloads.busy_for(0.3)
+    finally:
+        with threading._active_limbo_lock:
+            threading._active[thread.ident] = entry
+        stop.set()
+        thread.join()
+    names = {t["name"] for t in p.period.threads}
+    assert "forgotten-by-threading" in names, names
+    assert not any(name.startswith("Thread ") for name in names), names

@@ -308,6 +308,7 @@ append_period(ps_period *dst, const ps_period *src, uint32_t *map)
     dst->stats.truncated += src->stats.truncated;
     dst->stats.dropped += src->stats.dropped;
     dst->stats.sampling_ns += src->stats.sampling_ns;
+    dst->stats.signal_lost |= src->stats.signal_lost;
     /* stats.samples was counted by ps_period_add_sample. */
 done:
     free(node_map);

@@ -121,4 +121,72 @@ ps_py_code_firstlineno(PyCodeObject *code)
     return code->co_firstlineno;
 }
 
+/* Frame getters for another thread's frames. They materialize a frame
+ * object, and on 3.11 that allocation can run a garbage collection right
+ * inside the getter (GH-97002), whose finalizers may release the GIL; the
+ * getter then goes on writing into the other thread's interpreter frame,
+ * which that thread may have popped meanwhile (reproduced: ASan SEGV in
+ * _PyFrame_MakeAndSetFrameObject). No public API avoids the allocation, so
+ * on 3.11 a collection is held off for the duration of the one call: the GIL
+ * is held and nothing in it can run Python code, so no other code can see
+ * the collector switched off; a collection that came due runs at the next
+ * allocation. From 3.12 an allocation only schedules a collection (it runs
+ * at the next eval-breaker check, never inside the getter). New
+ * references, or NULL (no exception set). */
+#if PY_VERSION_HEX < 0x030C0000
+#define PS_HOLD_OFF_GC(call)             \
+    do {                                 \
+        int gc_was_enabled = PyGC_Disable(); \
+        call;                            \
+        if (gc_was_enabled) {            \
+            PyGC_Enable();               \
+        }                                \
+    } while (0)
+#else
+#define PS_HOLD_OFF_GC(call) \
+    do {                     \
+        call;                \
+    } while (0)
+#endif
+
+static inline PyFrameObject *
+ps_py_thread_frame(PyThreadState *ts)
+{
+    PyFrameObject *frame;
+    PS_HOLD_OFF_GC(frame = PyThreadState_GetFrame(ts));
+    return frame;
+}
+
+static inline PyFrameObject *
+ps_py_frame_back(PyFrameObject *frame)
+{
+    PyFrameObject *back;
+    PS_HOLD_OFF_GC(back = PyFrame_GetBack(frame));
+    return back;
+}
+
+/* The value of local variable `name` of `frame` (new reference), or NULL
+ * with no exception set when it has none. 3.12 added PyFrame_GetVarString;
+ * on 3.11 the locals come as a dict snapshot (an allocation: see above). */
+static inline PyObject *
+ps_py_frame_local(PyFrameObject *frame, const char *name)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *value = PyFrame_GetVarString(frame, name);
+#else
+    PyObject *value = NULL;
+    PyObject *locals;
+    PS_HOLD_OFF_GC(locals = PyFrame_GetLocals(frame));
+    if (locals != NULL && PyDict_Check(locals)) {
+        value = PyDict_GetItemString(locals, name);
+        Py_XINCREF(value);
+    }
+    Py_XDECREF(locals);
+#endif
+    if (value == NULL) {
+        PyErr_Clear();
+    }
+    return value;
+}
+
 #endif /* PS_PYCOMPAT_H */

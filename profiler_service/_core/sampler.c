@@ -154,6 +154,12 @@ sampler_main(void *arg)
             ticks = 1 + (uint64_t)((now - next_tick) / S.interval_ns);
             next_tick = now + jittered_interval();
         }
+        if (!atomic_load(&S.signal_lost) && ps_ticker_yield()) {
+            /* Our handler was replaced: no more pokes (they would reach the
+             * new handler), and in the CPU modes no more ticks. */
+            atomic_store(&S.signal_lost, 1);
+            S.main_tid = 0;
+        }
         if (ticks == 0) {
             continue;
         }
@@ -168,7 +174,8 @@ sampler_main(void *arg)
         if (!atomic_load(&S.stopping)) {
             ps_walk_all(ticks, 0);
             /* Ticks that came in while we waited for the GIL are covered by
-             * this walk: weights are time since each thread's last sample. */
+             * this walk: weights are time since each thread's last sample.
+             * (stop() joins this thread before it takes the period.) */
             S.active->stats.missed += ps_ticker_drain();
         }
         ts = PyEval_SaveThread();
@@ -256,17 +263,30 @@ new_period(void)
                          S.max_depth, S.max_stacks);
 }
 
-/* Release what start() allocated. Needs the GIL (code references). */
-static void
-release_all(void)
+void
+ps_sampler_release_walk_state(void)
 {
-    ps_walker_forget_codes();
-    ps_period_free(S.active);
-    S.active = NULL;
     PyMem_RawFree(S.stack_buf);
     S.stack_buf = NULL;
     ps_walker_forget_threads();
     free_idle();
+    /* Last: dropping code objects can run Python code, even a start(). */
+    ps_walker_forget_codes();
+}
+
+/* Release what start() allocated. A walk in progress (Python code ran inside
+ * it: see walker.c) keeps using its state until it returns, and frees it
+ * then. Needs the GIL (code references). */
+static void
+release_all(void)
+{
+    ps_period_free(S.active);
+    S.active = NULL;
+    if (S.walking) {
+        S.release_deferred = 1;
+        return;
+    }
+    ps_sampler_release_walk_state();
 }
 
 static PyObject *
@@ -294,6 +314,14 @@ sampler_start(PyObject *module, PyObject *args, PyObject *kwargs)
                         "first (one sampler per process)");
         return NULL;
     }
+    if (S.walking) {
+        /* stop() ran inside a walk that has not returned yet (a finalizer
+         * released the GIL in it): its state is not free yet. */
+        PyErr_SetString(PyExc_RuntimeError,
+                        "the previous sampler's last walk has not returned yet "
+                        "(Python code it ran still holds it); try again");
+        return NULL;
+    }
     if (mode < PS_MODE_PROF || mode > PS_MODE_REAL) {
         PyErr_SetString(PyExc_ValueError, "mode: unknown mode");
         return NULL;
@@ -315,6 +343,7 @@ sampler_start(PyObject *module, PyObject *args, PyObject *kwargs)
     S.interp = PyInterpreterState_Get();
     S.rng = (uint64_t)ps_mono_ns() | 1;
     S.main_tid = trip_signum > 0 ? main_tid : 0;
+    atomic_store(&S.signal_lost, 0);
     S.trip_signum = trip_signum;
     S.main_cpu_ns = S.main_tid ? ps_thread_cpu_ns((uint64_t)S.main_tid) : 0;
     if (set_idle(idle) < 0) {
@@ -340,7 +369,7 @@ sampler_start(PyObject *module, PyObject *args, PyObject *kwargs)
     ps_ticker_set_poke_handler(S.main_tid ? on_poke : NULL, S.main_tid);
     /* With the main-thread route the caller has just put CPython's handler
      * on the timer signal; ours replaces it at the C level. */
-    int rc = ps_ticker_start(mode, S.interval_ns, S.main_tid != 0);
+    int rc = ps_ticker_start(mode, S.interval_ns, S.main_tid ? trip_signum : 0);
     if (rc < 0) {
         int saved_errno = errno;
         release_all();
@@ -387,6 +416,9 @@ swap_period(void)
     pthread_mutex_unlock(&S.load_lock);
     S.period_gen++;
     ps_walker_forget_codes();
+    if (atomic_load(&S.signal_lost)) {
+        done->stats.signal_lost = 1;
+    }
     return done;
 }
 
@@ -404,23 +436,58 @@ sampler_rotate(PyObject *module, PyObject *unused)
     return ps_period_wrap(module, done);
 }
 
+/* stop(route_disposition=-1). The C level can stop from any thread; only
+ * the Python-level handler table needs the main thread. A caller on another
+ * thread passes the disposition (0 SIG_DFL, 1 SIG_IGN) the route signal
+ * must end with, as signal.signal() would have set it; CPython's table then
+ * still names _main_tick, which does nothing while stopped. */
 static PyObject *
-sampler_stop(PyObject *module, PyObject *unused)
+sampler_stop(PyObject *module, PyObject *args, PyObject *kwargs)
 {
+    static char *keywords[] = {"route_disposition", NULL};
+    int route_disposition = -1;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|i:stop", keywords,
+                                     &route_disposition)) {
+        return NULL;
+    }
     if (!S.running) {
         PyErr_SetString(PyExc_RuntimeError, "the sampler is not running");
         return NULL;
     }
+    if (pthread_equal(pthread_self(), S.thread)) {
+        /* Python code run inside the sampler thread's own walk (a finalizer
+         * of a garbage collection it triggered) cannot join that thread. */
+        PyErr_SetString(PyExc_RuntimeError,
+                        "stop() cannot run on the sampler's own thread (from a "
+                        "finalizer run during a walk)");
+        return NULL;
+    }
+    int route_signum = S.trip_signum;
     atomic_store(&S.stopping, 1);
-    ps_ticker_stop();
+    /* Disarm before the join: a CPU-timer signal that expires while the
+     * sampler thread exits goes to another thread, perhaps a sleeping one
+     * that it would wake (and charge with CPU). */
+    int replaced = ps_ticker_stop();
     ps_ticker_wake();
     Py_BEGIN_ALLOW_THREADS
     pthread_join(S.thread, NULL);
     Py_END_ALLOW_THREADS
+    if (replaced) {
+        atomic_store(&S.signal_lost, 1);
+    }
+    else if (!atomic_load(&S.signal_lost) && route_signum > 0 &&
+             route_disposition >= 0) {
+        ps_ticker_set_disposition(route_signum, route_disposition == 1);
+    }
     S.running = 0;
     ps_period *done = S.active;
     S.active = NULL;
+    S.period_gen++;  /* a walk still out (on the main thread) abandons */
     ps_period_finish(done);
+    if (atomic_load(&S.signal_lost)) {
+        done->stats.signal_lost = 1;
+    }
     release_all();
     return ps_period_wrap(module, done);
 }
@@ -439,14 +506,15 @@ sampler_status(PyObject *module, PyObject *unused)
     }
     const ps_period *p = S.active;
     return Py_BuildValue(
-        "{s:s,s:d,s:L,s:L,s:K,s:K,s:K,s:K,s:n}", "mode", ps_mode_name(p->mode),
+        "{s:s,s:d,s:L,s:L,s:K,s:K,s:K,s:K,s:n,s:O}", "mode", ps_mode_name(p->mode),
         "frequency", S.frequency, "start_ms", (long long)p->start_unix_ms,
         "duration_ms", (long long)ps_period_duration_ms(p), "samples",
         (unsigned long long)p->stats.samples, "ticks",
         (unsigned long long)p->stats.ticks, "idle",
         (unsigned long long)p->stats.idle, "sampling_ns",
         (unsigned long long)p->stats.sampling_ns, "heap_bytes",
-        (Py_ssize_t)ps_period_heap_bytes(p));
+        (Py_ssize_t)ps_period_heap_bytes(p), "signal_lost",
+        atomic_load(&S.signal_lost) ? Py_True : Py_False);
 }
 
 /* The Python-level handler of trip_signum: runs in the main thread at a
@@ -463,8 +531,11 @@ sampler_main_tick(PyObject *module, PyObject *args)
     ps_py_error_save(&saved);
     uint64_t ticks = atomic_exchange(&S.main_ticks, 0);
     ps_walk_all(ticks ? ticks : 1, 0);
-    /* This walk covers ticks queued for the sampler thread. */
-    S.active->stats.missed += ps_ticker_drain();
+    /* This walk covers ticks queued for the sampler thread. Python code run
+     * inside the walk may have stopped the sampler. */
+    if (S.running && S.active != NULL) {
+        S.active->stats.missed += ps_ticker_drain();
+    }
     ps_py_error_restore(&saved);
     Py_RETURN_NONE;
 }
@@ -491,11 +562,16 @@ sampler_after_fork_child(PyObject *module, PyObject *unused)
 {
     pthread_mutex_unlock(&S.load_lock);
     ps_ticker_after_fork_child();
+    if (S.walking && !pthread_equal(S.walker, pthread_self())) {
+        S.walking = 0;  /* that walk's thread does not exist here */
+    }
     if (S.running) {
         /* The sampler thread does not exist here and CPython already deleted
-         * its thread state; what remains is the parent's data. */
+         * its thread state; what remains is the parent's data. A walk of
+         * this thread still out (fork from a finalizer in it) abandons. */
         S.running = 0;
         atomic_store(&S.stopping, 0);
+        S.period_gen++;
         release_all();
     }
     Py_RETURN_NONE;
@@ -508,7 +584,9 @@ PyMethodDef ps_sampler_methods[] = {
      "Arm the process-wide sampler. Arguments are validated by Profiler."},
     {"rotate", sampler_rotate, METH_NOARGS,
      "Finish the active period and start a new one; returns the finished Period."},
-    {"stop", sampler_stop, METH_NOARGS,
+    {"stop", (PyCFunction)(void (*)(void))sampler_stop,
+     METH_VARARGS | METH_KEYWORDS,
+     "stop(route_disposition=-1)\n"
      "Disarm, join the sampler thread and return the final Period."},
     {"is_running", sampler_is_running, METH_NOARGS,
      "True while the sampler runs."},

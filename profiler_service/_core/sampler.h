@@ -38,6 +38,8 @@ typedef struct {
     size_t count;
 } code_map;
 
+typedef struct ps_walk_candidate ps_walk_candidate;  /* walker.c */
+
 typedef struct {
     int running;                /* guarded by the GIL */
     atomic_int stopping;
@@ -58,6 +60,13 @@ typedef struct {
     size_t n_tracked;
     size_t cap_tracked;
     uint64_t walk;
+    int walking;                /* a walk is in progress (GIL) */
+    pthread_t walker;           /* the thread doing it */
+    int release_deferred;       /* stop() came during that walk: it frees
+                                   the walk state on its way out (GIL) */
+    ps_walk_candidate *candidates;  /* Owned; threads the walk chose */
+    size_t n_candidates;
+    size_t cap_candidates;
     idle_pattern *idle;         /* Owned */
     size_t n_idle;
     uint32_t *stack_buf;        /* Owned; max_depth + 1 frame ids */
@@ -66,6 +75,7 @@ typedef struct {
     int trip_signum;            /* the signal whose Python handler is _main_tick */
     int64_t main_cpu_ns;        /* main thread's CPU at the last tick */
     atomic_uint_fast64_t main_ticks;  /* ticks handed to the main thread */
+    atomic_int signal_lost;     /* somebody replaced our signal handler */
     int64_t load_cpu_ns;
     int64_t load_wall_ns;
     uint64_t rng;
@@ -77,14 +87,21 @@ extern ps_sampler ps_sampler_state;
 
 /* Walk every Python thread but the sampler's into the active period. With
  * `baseline`, only record each thread's clocks (used at start). `ticks` is
- * how many timer ticks this walk covers. Needs the GIL. */
+ * how many timer ticks this walk covers. Needs the GIL. Python code can run
+ * inside it (see walker.c): a walk begun while another is in progress
+ * returns at once, counting its ticks as missed. */
 void ps_walk_all(uint64_t ticks, int baseline);
+
+/* Free what the walk uses (code map, tracked threads, stack buffer, idle
+ * patterns): what stop() deferred while a walk was in progress. Needs the
+ * GIL. Defined in sampler.c. */
+void ps_sampler_release_walk_state(void);
 
 /* Drop the code-object map of the active period (its references). Needs the
  * GIL. */
 void ps_walker_forget_codes(void);
 
-/* Forget every tracked thread. */
+/* Forget every tracked thread (and the walk's candidate list). */
 void ps_walker_forget_threads(void);
 
 #endif /* PS_SAMPLER_H */

@@ -5,6 +5,7 @@
 #include "ps_ticker.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -22,6 +23,10 @@ static int sem_ready;
 static atomic_int woken;
 static int armed_signal;           /* 0 when no handler of ours is installed */
 static int armed_timer = -1;       /* ITIMER_* armed, -1 if none */
+static struct timeval armed_interval;  /* what we armed it with */
+/* Serializes yield (sampler thread) and stop (any thread); never taken in
+ * the signal handler. */
+static pthread_mutex_t control_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct sigaction previous;  /* disposition found at start */
 static void (*volatile poke_handler)(void);
 static volatile pid_t own_pid;
@@ -88,9 +93,10 @@ timer_for(int mode)
 }
 
 int
-ps_ticker_start(int mode, int64_t interval_ns, int replace)
+ps_ticker_start(int mode, int64_t interval_ns, int route_signum)
 {
-    int sig = ps_ticker_signal(mode);
+    int timer_sig = ps_ticker_signal(mode);
+    int sig = timer_sig != 0 ? timer_sig : route_signum;
     struct sigaction action;
     struct itimerval timer;
 
@@ -108,12 +114,12 @@ ps_ticker_start(int mode, int64_t interval_ns, int replace)
     }
     atomic_store(&woken, 0);
     if (sig == 0) {
-        return PS_OK;  /* real mode: the sampler paces itself */
+        return PS_OK;  /* real mode without the main-thread route */
     }
     if (sigaction(sig, NULL, &previous) != 0) {
         return PS_EOS;
     }
-    if (!replace && previous.sa_handler != SIG_DFL &&
+    if (route_signum == 0 && previous.sa_handler != SIG_DFL &&
         previous.sa_handler != SIG_IGN) {
         return PS_ESTATE;  /* somebody else's handler: do not replace it */
     }
@@ -129,6 +135,9 @@ ps_ticker_start(int mode, int64_t interval_ns, int replace)
         return PS_EOS;
     }
     armed_signal = sig;
+    if (timer_sig == 0) {
+        return PS_OK;  /* real mode: the sampler paces itself */
+    }
     memset(&timer, 0, sizeof(timer));
     if (interval_ns < 1000) {
         interval_ns = 1000;
@@ -143,19 +152,78 @@ ps_ticker_start(int mode, int64_t interval_ns, int replace)
         return PS_EOS;
     }
     armed_timer = timer_for(mode);
+    armed_interval = timer.it_interval;
     return PS_OK;
 }
 
-void
+int
+ps_ticker_owns_signal(void)
+{
+    struct sigaction current;
+    int sig = armed_signal;
+
+    if (sig == 0 || sigaction(sig, NULL, &current) != 0) {
+        return 1;
+    }
+    return (current.sa_flags & SA_SIGINFO) && current.sa_sigaction == on_tick;
+}
+
+/* Disarm our interval timer, unless somebody re-armed it: a timer running
+ * with another interval than ours is theirs. (The same interval cannot be
+ * told apart: it is taken for ours.) */
+static void
+disarm_own_timer(void)
+{
+    struct itimerval now, off;
+
+    if (armed_timer == -1) {
+        return;
+    }
+    memset(&off, 0, sizeof(off));
+    if (getitimer(armed_timer, &now) == 0 &&
+        (now.it_interval.tv_sec != armed_interval.tv_sec ||
+         now.it_interval.tv_usec != armed_interval.tv_usec)) {
+        armed_timer = -1;  /* re-armed by somebody else: theirs now */
+        return;
+    }
+    setitimer(armed_timer, &off, NULL);
+    armed_timer = -1;
+}
+
+/* ps_ticker_yield with control_lock held. */
+static int
+yield_locked(void)
+{
+    if (armed_signal == 0 || ps_ticker_owns_signal()) {
+        return 0;
+    }
+    /* Somebody installed their own handler (signal.signal() does it at the
+     * C level too): our ticks would now reach it. Stop them; what they
+     * installed stays, and stop() will not restore over it. */
+    main_tid = 0;
+    poke_handler = NULL;
+    disarm_own_timer();
+    armed_signal = 0;
+    return 1;
+}
+
+int
+ps_ticker_yield(void)
+{
+    pthread_mutex_lock(&control_lock);
+    int replaced = yield_locked();
+    pthread_mutex_unlock(&control_lock);
+    return replaced;
+}
+
+int
 ps_ticker_stop(void)
 {
+    pthread_mutex_lock(&control_lock);
+    int replaced = yield_locked();
+
     main_tid = 0;
-    if (armed_timer != -1) {
-        struct itimerval off;
-        memset(&off, 0, sizeof(off));
-        setitimer(armed_timer, &off, NULL);
-        armed_timer = -1;
-    }
+    disarm_own_timer();
     if (armed_signal != 0) {
         struct sigaction ignore;
         memset(&ignore, 0, sizeof(ignore));
@@ -167,6 +235,19 @@ ps_ticker_stop(void)
         sigaction(armed_signal, &previous, NULL);
         armed_signal = 0;
     }
+    pthread_mutex_unlock(&control_lock);
+    return replaced;
+}
+
+void
+ps_ticker_set_disposition(int sig, int ignore)
+{
+    struct sigaction action;
+
+    memset(&action, 0, sizeof(action));
+    action.sa_handler = ignore ? SIG_IGN : SIG_DFL;
+    sigemptyset(&action.sa_mask);
+    sigaction(sig, &action, NULL);
 }
 
 uint64_t
@@ -220,6 +301,7 @@ ps_ticker_wake(void)
 void
 ps_ticker_after_fork_child(void)
 {
+    pthread_mutex_init(&control_lock, NULL);  /* the sampler thread is gone */
     armed_timer = -1;  /* the kernel did not copy our timer */
     poke_handler = NULL;
     main_tid = 0;

@@ -2,7 +2,42 @@
  * sample, waiting leaf frame), the frame walk with the public API (leaf
  * first, up to max_depth), interning code objects as frames, and folding the
  * stack into the active period. Runs with the GIL held, on the main thread or
- * the sampler thread (see sampler.c). */
+ * the sampler thread (see sampler.c).
+ *
+ * Re-entry and the GIL inside the walk (design note). The walk holds the GIL,
+ * but it cannot keep Python code from running inside it: the frame getters
+ * allocate frame objects, and on CPython 3.11 an allocation runs a garbage
+ * collection right there, on the walking thread, whose finalizers, weakref
+ * callbacks and deallocators (a file's close) may release the GIL
+ * (time.sleep(0), I/O, a log line) or run any Python code on this thread
+ * (a signal handler, _main_tick itself). The thread-name lookup can run
+ * Python code too (a Thread subclass's attributes), and dropping our
+ * reference to a frame may run its locals' finalizers once its thread moved
+ * on. At such a point anything can happen before the call returns: another
+ * walk (the main thread's _main_tick while the sampler thread's walk waits,
+ * or the reverse), rotate(), stop(), start(), threads ending and their
+ * thread states freed. Nothing is switched off for the application (no
+ * gc.disable()); instead:
+ *   - One walk at a time: a walk that finds another one in progress returns
+ *     at once and counts its ticks as missed (S.walking).
+ *   - The walk pins the period it began with and the period generation;
+ *     after every call that can run Python code it compares the generation
+ *     (rotate, stop and start bump it) and, if the period was swapped,
+ *     abandons the walk without touching anything more: the sample is
+ *     counted as dropped in the period that is active then.
+ *   - The thread list is read in one pass that calls nothing that can run
+ *     Python code; a thread state is used later only after checking that it
+ *     is still listed (a thread that ended meanwhile is dropped).
+ *   - stop() frees nothing a walk in progress uses: that walk frees it on
+ *     its way out (S.release_deferred), and start() refuses to begin until
+ *     it has. rotate() frees nothing the walk touches after a swap (the code
+ *     map is detached before its references are dropped).
+ *   - One thing the walk cannot survive is a collection inside a frame
+ *     getter of another thread's frame: CPython itself goes on writing into
+ *     that thread's interpreter frame after the allocation (GH-97002), and
+ *     the thread may have popped it meanwhile. pycompat.h holds the
+ *     collector off for the duration of that one call on 3.11 (invisible to
+ *     any other code: nothing can run in it); 3.12+ never collects there. */
 #define _GNU_SOURCE
 #include "sampler.h"
 
@@ -26,15 +61,18 @@ ptr_hash(const void *p)
     return (size_t)x;
 }
 
+/* Detach the map first: dropping a code object can run Python code (a
+ * weakref callback), which may walk and intern into a fresh map meanwhile. */
 static void
 code_map_clear(code_map *m)
 {
-    for (size_t i = 0; i < m->n_slots; i++) {
-        Py_XDECREF(m->keys[i]);
-    }
-    PyMem_RawFree(m->keys);
-    PyMem_RawFree(m->values);
+    code_map old = *m;
     memset(m, 0, sizeof(*m));
+    for (size_t i = 0; i < old.n_slots; i++) {
+        Py_XDECREF(old.keys[i]);
+    }
+    PyMem_RawFree(old.keys);
+    PyMem_RawFree(old.values);
 }
 
 static int
@@ -104,10 +142,11 @@ is_idle_frame(const char *name, size_t name_len, const char *file,
     return 0;
 }
 
-/* Frame id of `code` in the active period, interning it on first sight.
- * Returns 0 or PS_ENOMEM. Needs the GIL. */
+/* Frame id of `code` in period `p` (the active one), interning it on first
+ * sight. Calls nothing that can run Python code. Returns 0 or PS_ENOMEM.
+ * Needs the GIL. */
 static int
-intern_code(PyCodeObject *code, uint32_t *frame_id)
+intern_code(ps_period *p, PyCodeObject *code, uint32_t *frame_id)
 {
     code_map *m = &S.codes;
     Py_ssize_t name_len, file_len;
@@ -132,7 +171,7 @@ intern_code(PyCodeObject *code, uint32_t *frame_id)
     uint32_t flags = is_idle_frame(name, (size_t)name_len, file, (size_t)file_len)
                          ? PS_FRAME_IDLE
                          : 0;
-    int rc = ps_stacks_frame(&S.active->stacks, name, (size_t)name_len, file,
+    int rc = ps_stacks_frame(&p->stacks, name, (size_t)name_len, file,
                              (size_t)file_len, line, flags, frame_id);
     if (rc < 0) {
         return rc;
@@ -189,15 +228,76 @@ prune_tracked(void)
     S.n_tracked = kept;
 }
 
+/* A walk in progress: what it pinned when it began. */
+typedef struct {
+    ps_period *period;  /* Borrowed: S.active when the walk began */
+    uint64_t gen;       /* S.period_gen then */
+    int python_ran;     /* a call that can run Python code returned since the
+                           thread list was read */
+} walk_ctx;
+
+/* After a call that can run Python code: was the period swapped (rotate,
+ * stop, start) meanwhile? Then the walk must touch nothing more. */
+static inline int
+swapped(walk_ctx *w)
+{
+    w->python_ran = 1;
+    return S.period_gen != w->gen;
+}
+
+/* Is `ts` still in the interpreter's thread list, for the same thread? A
+ * thread state is freed when its thread ends, which can happen whenever
+ * Python code ran since the list was read. Calls no Python code. */
+static int
+still_listed(PyThreadState *ts, uint64_t ident, uint64_t native_id)
+{
+    for (PyThreadState *it = PyInterpreterState_ThreadHead(S.interp); it != NULL;
+         it = PyThreadState_Next(it)) {
+        if (it == ts) {
+            return ps_py_thread_ident(ts) == ident &&
+                   ps_py_thread_native_id(ts) == native_id;
+        }
+    }
+    return 0;
+}
+
+/* The threading.Thread object that runs `root`, the outermost frame of a
+ * thread, when that frame is threading's Thread._bootstrap (new reference),
+ * else NULL. It names a thread threading already forgot (after _delete, at
+ * its end) or does not know yet (before _bootstrap_inner registers it).
+ * Can run Python code. */
+static PyObject *
+bootstrap_thread(PyFrameObject *root)
+{
+    static const char suffix[] = "threading.py";
+    PyObject *self = NULL;
+    PyCodeObject *code = PyFrame_GetCode(root);
+    Py_ssize_t file_len;
+    const char *file = utf8_or(ps_py_code_filename(code), "", &file_len);
+    PyObject *qualname = ps_py_code_qualname(code);
+
+    if (qualname != NULL && PyUnicode_Check(qualname) &&
+        PyUnicode_CompareWithASCIIString(qualname, "Thread._bootstrap") == 0 &&
+        (size_t)file_len >= sizeof(suffix) - 1 &&
+        strcmp(file + file_len - (sizeof(suffix) - 1), suffix) == 0) {
+        self = ps_py_frame_local(root, "self");
+    }
+    Py_DECREF(code);
+    return self;
+}
+
 /* The name threading knows the thread by, into `out` (NUL-terminated, cut
- * at a character boundary). Reads threading._active[ident]._name without
- * running Python code of ours. A thread too new (or not made by threading)
- * gets "Thread <native id>" and *named = 0. Needs the GIL. */
+ * at a character boundary): threading._active[ident]._name, or, when
+ * threading does not list it (starting or ending), the name of the Thread
+ * whose _bootstrap is the thread's outermost frame `root` (may be NULL). A
+ * thread threading does not know gets "Thread <native id>" and *named = 0.
+ * Can run Python code (the caller checks for a swap). Needs the GIL. */
 static size_t
-thread_name(uint64_t ident, uint64_t native_id, char *out, size_t cap,
-            int *named)
+thread_name(uint64_t ident, uint64_t native_id, PyFrameObject *root, char *out,
+            size_t cap, int *named)
 {
     PyObject *threading = NULL, *active = NULL, *key = NULL, *name = NULL;
+    PyObject *thread = NULL;
     size_t len = 0;
 
     PyObject *module_name = PyUnicode_FromString("threading");
@@ -210,10 +310,15 @@ thread_name(uint64_t ident, uint64_t native_id, char *out, size_t cap,
     }
     if (active != NULL && PyDict_Check(active)) {
         key = PyLong_FromUnsignedLongLong(ident);
-        PyObject *thread = key ? PyDict_GetItemWithError(active, key) : NULL;
-        if (thread != NULL) {
-            name = PyObject_GetAttrString(thread, "_name");
-        }
+        thread = key ? PyDict_GetItemWithError(active, key) : NULL;
+        Py_XINCREF(thread);
+    }
+    PyErr_Clear();
+    if (thread == NULL && root != NULL) {
+        thread = bootstrap_thread(root);
+    }
+    if (thread != NULL) {
+        name = PyObject_GetAttrString(thread, "_name");
     }
     if (name != NULL && PyUnicode_Check(name)) {
         Py_ssize_t n;
@@ -230,6 +335,7 @@ thread_name(uint64_t ident, uint64_t native_id, char *out, size_t cap,
     }
     PyErr_Clear();
     Py_XDECREF(name);
+    Py_XDECREF(thread);
     Py_XDECREF(key);
     Py_XDECREF(active);
     Py_XDECREF(threading);
@@ -242,88 +348,119 @@ thread_name(uint64_t ident, uint64_t native_id, char *out, size_t cap,
     return len;
 }
 
-/* Index of tracked thread `t` in the active period, adding it on first sight
- * in this period. Returns 0 or a PS_E* code. Needs the GIL. */
+enum { WALK_OK = 0, WALK_NOMEM = -1, WALK_SWAPPED = -2 };
+
+/* Index of tracked thread `t` in the walk's period, adding it there on its
+ * first kept sample of the period (a thread with no sample has no entry).
+ * Returns WALK_OK, WALK_SWAPPED (the period was swapped during the name
+ * lookup: touch nothing) or WALK_NOMEM (also for a full thread table).
+ * Needs the GIL. */
 static int
-period_thread(tracked_thread *t, uint16_t *index)
+period_thread(walk_ctx *w, tracked_thread *t, PyFrameObject *root,
+              uint16_t *index)
 {
     char name[NAME_MAX_BYTES];
-
     int named;
 
-    if (t->period_gen == S.period_gen) {
+    if (t->period_gen == w->gen) {
         *index = t->index;
         if (!t->named) {
-            /* Seen before threading registered it: ask again. */
-            size_t len = thread_name(t->ident, t->native_id, name, sizeof(name),
-                                     &named);
-            if (named && ps_period_rename_thread(S.active, t->index, name, len) == 0) {
+            /* Sampled before threading knew it: ask again. */
+            size_t len = thread_name(t->ident, t->native_id, root, name,
+                                     sizeof(name), &named);
+            if (swapped(w)) {
+                return WALK_SWAPPED;
+            }
+            if (named && ps_period_rename_thread(w->period, t->index, name, len) == 0) {
                 t->named = 1;
             }
         }
-        return PS_OK;
+        return WALK_OK;
     }
-    size_t len = thread_name(t->ident, t->native_id, name, sizeof(name), &named);
-    int rc = ps_period_add_thread(S.active, t->ident, t->native_id, name, len,
-                                  &t->index);
-    if (rc < 0) {
-        return rc;
+    size_t len = thread_name(t->ident, t->native_id, root, name, sizeof(name),
+                             &named);
+    if (swapped(w)) {
+        return WALK_SWAPPED;
     }
-    t->period_gen = S.period_gen;
+    if (ps_period_add_thread(w->period, t->ident, t->native_id, name, len,
+                             &t->index) < 0) {
+        return WALK_NOMEM;
+    }
+    t->period_gen = w->gen;
     t->named = named;
     *index = t->index;
-    return PS_OK;
+    return WALK_OK;
 }
 
 /* ---- sampling ----------------------------------------------------------- */
 
-/* Walk one thread's frames leaf first into S.stack_buf[1..]; returns the
- * depth, sets *truncated when frames beyond max_depth were left out, and
- * *idle when the leaf is a waiting frame (then the walk stops early).
- * Returns -1 on memory exhaustion. Needs the GIL. */
+/* Walk one thread's frames leaf first into S.stack_buf[1..]: sets *depth,
+ * *truncated when frames beyond max_depth were left out, *idle when the leaf
+ * is a waiting frame (then the walk stops early), and *root to the outermost
+ * frame (new reference) when the walk reached it. Returns WALK_OK,
+ * WALK_NOMEM, or WALK_SWAPPED when the period was swapped while a frame
+ * getter ran Python code (nothing held then). Needs the GIL. */
 static int
-walk(PyThreadState *ts, int *truncated, int *idle)
+walk(walk_ctx *w, PyThreadState *ts, int *depth, int *truncated, int *idle,
+     PyFrameObject **root)
 {
-    PyFrameObject *frame = PyThreadState_GetFrame(ts);
+    PyFrameObject *frame = ps_py_thread_frame(ts);
     uint32_t n = 0;
+    int rc = WALK_OK;
 
+    *depth = 0;
     *truncated = 0;
     *idle = 0;
+    *root = NULL;
     while (frame != NULL) {
+        if (swapped(w)) {
+            rc = WALK_SWAPPED;
+            break;
+        }
         if (n == S.max_depth) {
             *truncated = 1;
-            Py_DECREF(frame);
             break;
         }
         PyCodeObject *code = PyFrame_GetCode(frame);
         uint32_t frame_id;
-        int rc = intern_code(code, &frame_id);
-        Py_DECREF(code);
-        if (rc < 0) {
-            Py_DECREF(frame);
-            return -1;
+        int interned = intern_code(w->period, code, &frame_id);
+        Py_DECREF(code);  /* the frame still holds it */
+        if (interned < 0) {
+            rc = WALK_NOMEM;
+            break;
         }
-        if (n == 0 && (ps_stacks_frame_at(&S.active->stacks, frame_id)->flags &
+        if (n == 0 && (ps_stacks_frame_at(&w->period->stacks, frame_id)->flags &
                        PS_FRAME_IDLE)) {
             *idle = 1;
-            Py_DECREF(frame);
-            return 0;
+            break;
         }
         S.stack_buf[1 + n++] = frame_id;
-        PyFrameObject *back = PyFrame_GetBack(frame);
+        PyFrameObject *back = ps_py_frame_back(frame);
+        if (back == NULL) {
+            *root = frame;  /* keep it: it may name the thread */
+            frame = NULL;
+            break;
+        }
         Py_DECREF(frame);
         frame = back;
     }
-    return (int)n;
+    *depth = (int)n;
+    Py_XDECREF(frame);
+    if (rc == WALK_OK && swapped(w)) {
+        rc = WALK_SWAPPED;  /* dropping the frame ran Python code */
+    }
+    if (rc == WALK_SWAPPED) {
+        Py_CLEAR(*root);
+    }
+    return rc;
 }
 
 /* Fold the walked stack (leaf first in stack_buf[1..depth]) root first into
- * the tree and append the sample. */
+ * the tree of `p` and append the sample. Calls no Python code. */
 static void
-record(uint16_t index, int depth, int truncated, int64_t now_ns,
+record(ps_period *p, uint16_t index, int depth, int truncated, int64_t now_ns,
        uint32_t weight_us)
 {
-    ps_period *p = S.active;
     uint32_t *frames = S.stack_buf + 1;
     uint32_t node;
 
@@ -359,18 +496,39 @@ to_us(int64_t ns)
     return us <= 0 ? 0 : us > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)us;
 }
 
-void
-ps_walk_all(uint64_t ticks, int baseline)
+/* A thread the first pass chose to walk. */
+struct ps_walk_candidate {
+    PyThreadState *ts;  /* Borrowed; valid only while still listed */
+    uint64_t ident;
+    uint64_t native_id;
+    size_t tracked;     /* index in S.tracked (stable for the whole walk) */
+    uint32_t weight_us;
+};
+
+static ps_walk_candidate *
+add_candidate(void)
 {
-    ps_period *p = S.active;
-    int64_t start_ns = ps_mono_ns();
+    if (S.n_candidates == S.cap_candidates) {
+        size_t cap = S.cap_candidates ? S.cap_candidates * 2 : 32;
+        ps_walk_candidate *c = PyMem_RawRealloc(S.candidates, cap * sizeof(*c));
+        if (c == NULL) {
+            return NULL;
+        }
+        S.candidates = c;
+        S.cap_candidates = cap;
+    }
+    return &S.candidates[S.n_candidates++];
+}
+
+/* The first pass over the thread list: clocks, the CPU-idle test, and the
+ * threads to walk into S.candidates. Calls nothing that can run Python code,
+ * so the list cannot change under it. */
+static void
+choose_threads(ps_period *p, int64_t start_ns, int baseline)
+{
     int cpu_mode = S.mode != PS_MODE_REAL;
 
-    S.walk++;
-    if (!baseline) {
-        p->stats.ticks++;
-        p->stats.missed += ticks > 1 ? ticks - 1 : 0;
-    }
+    S.n_candidates = 0;
     for (PyThreadState *ts = PyInterpreterState_ThreadHead(S.interp);
          ts != NULL; ts = PyThreadState_Next(ts)) {
         if (ts == S.tstate || ps_py_thread_native_id(ts) == 0) {
@@ -403,37 +561,112 @@ ps_walk_all(uint64_t ticks, int baseline)
         if (baseline) {
             continue;
         }
-        uint16_t index;
-        if (period_thread(t, &index) < 0) {
-            p->stats.dropped++;
-            continue;
-        }
         uint32_t weight_us = to_us(since_ns);
         if (weight_us == 0) {
             p->stats.idle++;  /* no CPU since its last sample */
             continue;
         }
-        if (p->stats.samples >= S.max_samples) {
+        if (p->stats.samples + S.n_candidates >= S.max_samples) {
             p->stats.dropped++;
             continue;
         }
-        int truncated, idle;
-        int depth = walk(ts, &truncated, &idle);
-        if (depth < 0) {
+        ps_walk_candidate *c = add_candidate();
+        if (c == NULL) {
+            p->stats.dropped++;
+            continue;
+        }
+        c->ts = ts;
+        c->ident = t->ident;
+        c->native_id = t->native_id;
+        c->tracked = (size_t)(t - S.tracked);
+        c->weight_us = weight_us;
+    }
+}
+
+/* Walk and record one chosen thread. Returns WALK_OK or WALK_SWAPPED. */
+static int
+sample_thread(walk_ctx *w, const ps_walk_candidate *c, int64_t start_ns)
+{
+    ps_period *p = w->period;
+    int depth, truncated, idle;
+    PyFrameObject *root = NULL;
+    uint16_t index;
+
+    if (w->python_ran && !still_listed(c->ts, c->ident, c->native_id)) {
+        p->stats.dropped++;  /* it ended while Python code ran */
+        return WALK_OK;
+    }
+    int rc = walk(w, c->ts, &depth, &truncated, &idle, &root);
+    if (rc == WALK_SWAPPED) {
+        return rc;
+    }
+    if (rc == WALK_NOMEM) {
+        p->stats.dropped++;
+    }
+    else if (idle || depth == 0) {
+        p->stats.idle++;
+    }
+    else {
+        rc = period_thread(w, &S.tracked[c->tracked], root, &index);
+        if (rc == WALK_OK) {
+            record(p, index, depth, truncated, start_ns, c->weight_us);
+        }
+        else if (rc == WALK_NOMEM) {
             p->stats.dropped++;
         }
-        else if (idle || depth == 0) {
-            p->stats.idle++;
+    }
+    Py_XDECREF(root);
+    if (rc != WALK_SWAPPED && swapped(w)) {
+        rc = WALK_SWAPPED;  /* dropping the root frame ran Python code */
+    }
+    return rc == WALK_SWAPPED ? rc : WALK_OK;
+}
+
+void
+ps_walk_all(uint64_t ticks, int baseline)
+{
+    ps_period *p = S.active;
+    int64_t start_ns = ps_mono_ns();
+    walk_ctx w = {.period = p, .gen = S.period_gen, .python_ran = 0};
+
+    if (S.walking) {
+        /* Re-entered: from Python code run inside the walk in progress (a
+         * finalizer, a signal handler), or from another thread while that
+         * walk let go of the GIL. That walk covers these ticks. */
+        if (!baseline && p != NULL) {
+            p->stats.missed += ticks ? ticks : 1;
         }
-        else {
-            record(index, depth, truncated, start_ns, weight_us);
+        return;
+    }
+    S.walking = 1;
+    S.walker = pthread_self();
+    S.walk++;
+    if (!baseline) {
+        p->stats.ticks++;
+        p->stats.missed += ticks > 1 ? ticks - 1 : 0;
+    }
+    choose_threads(p, start_ns, baseline);
+    for (size_t i = 0; i < S.n_candidates; i++) {
+        if (sample_thread(&w, &S.candidates[i], start_ns) == WALK_SWAPPED) {
+            /* `p` may be gone: count the lost sample where it can be seen. */
+            if (S.active != NULL) {
+                S.active->stats.dropped++;
+            }
+            goto done;
         }
     }
     prune_tracked();
     S.last_tick_ns = start_ns;
-    PyErr_Clear();
     if (!baseline) {
         p->stats.sampling_ns += (uint64_t)(ps_mono_ns() - start_ns);
+    }
+done:
+    PyErr_Clear();
+    S.n_candidates = 0;
+    S.walking = 0;
+    if (S.release_deferred) {
+        S.release_deferred = 0;
+        ps_sampler_release_walk_state();
     }
 }
 
@@ -449,4 +682,7 @@ ps_walker_forget_threads(void)
     PyMem_RawFree(S.tracked);
     S.tracked = NULL;
     S.n_tracked = S.cap_tracked = 0;
+    PyMem_RawFree(S.candidates);
+    S.candidates = NULL;
+    S.n_candidates = S.cap_candidates = 0;
 }

@@ -340,6 +340,7 @@ put_stats(writer *w, const ps_stats *s)
     put_key_u64(w, "truncated", s->truncated);
     put_key_u64(w, "dropped", s->dropped);
     put_key_u64(w, "sampling_ns", s->sampling_ns);
+    put_key_u64(w, "signal_lost", s->signal_lost);
     end_map(w);
 }
 

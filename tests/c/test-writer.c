@@ -60,6 +60,7 @@ small_period(void)
     p->stats.truncated = 2;
     p->stats.dropped = 3;
     p->stats.sampling_ns = 123456789012;
+    p->stats.signal_lost = 1;
     p->start_unix_ms = 1764100000123;
     p->end_unix_ms = 1764100002123;
     p->end_mono_ns = t0 + 2000 * MS;
@@ -89,7 +90,8 @@ expected_small(void)
         "\"python\":\"3.11.7\",\"gatherperiod\":1800,"
         "\"x\":[1.5e3,true,false,null,{\"a\":-0,\"\xC3\xA9\":\"\\n\"}]},"
         "\"stats\":{\"ticks\":10,\"missed\":1,\"samples\":4,\"idle\":6,"
-        "\"truncated\":2,\"dropped\":3,\"sampling_ns\":123456789012},"
+        "\"truncated\":2,\"dropped\":3,\"sampling_ns\":123456789012,"
+        "\"signal_lost\":1},"
         "\"threads\":["
         "{\"ident\":1,\"native_id\":10,\"name\":\"MainThread\",\"samples\":2,\"weight\":4000000100},"
         "{\"ident\":18446744073709551614,\"native_id\":20,\"name\":\"w\xEF\xBF\xBD\",\"samples\":2,\"weight\":257},"
