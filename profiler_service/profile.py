@@ -626,9 +626,8 @@ def _from_v1(doc: dict, source: str) -> Profile:
             _str(_member(t, "name", where), f"{where}.name"),
         ))
 
-    files = _list(_member(doc, "files", "the document"), "files")
-    for i, f in enumerate(files):
-        _str(f, f"files[{i}]")
+    files = [_str(f, f"files[{i}]")
+             for i, f in enumerate(_list(_member(doc, "files", "the document"), "files"))]
     frames = []
     for i, f in enumerate(_list(_member(doc, "frames", "the document"), "frames")):
         where = f"frames[{i}]"

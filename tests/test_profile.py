@@ -606,3 +606,90 @@ def test_legacy_builds_are_converted_and_odd_ones_tolerated(tmp_path):
                          "state_string": "building", "steps": []}
     assert (builds[1]["started_ms"], builds[1]["complete_ms"]) == (None, None)
     assert len(builds) == 2
+
+
+# --------------------------------------------------------------------------
+# Memory and time linear in the file (issue 16: a 91 KB chain of 20,000
+# stacks took top 34 s and 1.6 GB)
+
+
+def _peak_bytes(work) -> int:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        work()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("n_frames", [None, 3])  # distinct frames; deep recursion of 3
+def test_top_of_a_chain_is_linear_in_memory(tmp_path, n_frames):
+    """load() + top_functions() on chains of N and 4N stacks: a linear
+    reader's peak grows about 4x, a quadratic one (every stack's path kept)
+    16x. Memory is counted by tracemalloc, not the clock."""
+    from profile_helpers import make_chain
+
+    peaks = {}
+    for n in (2000, 8000):
+        path = write_gz(tmp_path / f"chain{n}.json.gz", make_chain(n, n_frames=n_frames))
+
+        def work():
+            profile = load(path)
+            stats, samples, _ = exports.top_functions(profile)
+            assert samples == n
+            root = min(stats, key=lambda s: s.frame.line)
+            assert root.total_samples == n  # the root is on every stack, counted once
+        peaks[n] = _peak_bytes(work)
+    assert peaks[8000] < 6 * peaks[2000], peaks
+
+
+def test_stack_path_keeps_nothing(v1_file):
+    profile = load(v1_file)
+    paths = [profile.stack_path(s) for s in range(len(profile.stack_parent))]
+    assert paths == [profile.stack_path(s) for s in range(len(profile.stack_parent))]
+    assert not any(isinstance(v, dict) and v for v in vars(profile).values()
+                   if v is not profile.meta and v is not profile.stats)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(st.lists(st.tuples(st.integers(0, 40), st.integers(0, 5), st.integers(0, 3)),
+                min_size=1, max_size=60))
+def test_top_functions_matches_the_path_definition(nodes):
+    """The linear top_functions against the definition: a sample counts in
+    the total of every distinct frame on its path."""
+    doc = make_v1()
+    parent, frame = [], []
+    for i, (p, f, _) in enumerate(nodes):
+        parent.append(p % (i + 1) - 1)  # -1 .. i - 1
+        frame.append(f % len(doc["frames"]))
+    samples = [(i, t % 2) for i, (_, _, t) in enumerate(nodes) for _ in range(t)]
+    doc["stacks"] = {"parent": parent, "frame": frame}
+    doc["samples"] = {"dt": [1] * len(samples), "thread": [t for _, t in samples],
+                      "stack": [s for s, _ in samples], "weight": [10 + s for s, _ in samples]}
+    profile = loads(gz(doc))
+    stats, total, weight = exports.top_functions(profile)
+    expected_total = collections.Counter()
+    expected_self = collections.Counter()
+    for stack, _ in samples:
+        expected_self[profile.stack_frame[stack]] += 1
+        for f in set(profile.stack_path(stack)):
+            expected_total[f] += 1
+    by_frame = {profile.frames.index(s.frame): s for s in stats}
+    assert {f: s.total_samples for f, s in by_frame.items()} == dict(expected_total)
+    assert {f: s.self_samples for f, s in by_frame.items() if s.self_samples} == dict(expected_self)
+    assert total == len(samples) and weight == sum(10 + s for s, _ in samples)
+
+
+def test_lone_surrogates_become_replacement_characters(tmp_path):
+    doc = make_v1()
+    doc["frames"][0][0] = "a\udfffb"
+    doc["threads"][1]["name"] = "\ud800"
+    doc["files"][1] = "\udc80.py"
+    doc["frames"][1][0] = "pair \ud83d\ude00 kept"
+    profile = load(write_gz(tmp_path / "s.json.gz", doc))
+    assert profile.frames[0].name == "a\ufffdb" and profile.threads[1].name == "\ufffd"
+    assert profile.frames[1].name == "pair \U0001f600 kept"
+    assert "\ufffd.py" in {f.file for f in profile.frames}
+    exports.to_collapsed(profile).encode("utf-8")  # encodes: no surrogate left
