@@ -10,8 +10,11 @@ arguments, without a leading ``serve``, to ``profiler_service.www.server.main``
 (which returns an exit status), or says in one line that the viewer is not
 installed. The viewer's own options are parsed there, not here.
 
-User mistakes (a missing or bad file, a bad option, an unwritable output)
-print one line on stderr and exit with a non-zero status, never a traceback.
+User mistakes (a missing or bad file, a bad option, an unwritable output,
+an export too large) print one line on stderr and exit with a non-zero
+status, never a traceback. ``-o OUT`` never replaces what is not a regular
+file (see ``exports.write_output``); the output is built before it is
+opened, so a failure leaves no partial file.
 """
 
 from __future__ import annotations

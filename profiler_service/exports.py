@@ -24,7 +24,7 @@ import errno
 import os
 import stat
 import tempfile
-from typing import Any, NamedTuple, Optional, Union
+from typing import Any, Iterable, NamedTuple, Optional, Union
 
 from .profile import Frame, Profile
 
@@ -60,7 +60,7 @@ class ExportTooLarge(ValueError):
             f"{MAX_EXPORT_FRAMES} (select a thread or a time range)")
 
 
-def _check_size(profile: Profile, stacks: "list[int] | Any", extra_per_stack: int = 0) -> None:
+def _check_size(profile: Profile, stacks: Iterable[int], extra_per_stack: int = 0) -> None:
     """Refuse before building an export listing these stacks (repeats
     counted) if it would hold too many frames."""
     depths = profile.stack_depths()

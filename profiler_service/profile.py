@@ -32,7 +32,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from itertools import accumulate
 from pathlib import Path
-from typing import Any, Iterable, Iterator, NamedTuple, Optional, Union
+from typing import Any, Iterator, NamedTuple, Optional, Union
 
 __all__ = [
     "FORMAT_NAME",
@@ -66,8 +66,8 @@ MAX_FREQUENCY = 10000
 
 MAX_DOCUMENT_BYTES = 256 << 20
 """A file, or the JSON document a gzip file decompresses to, larger than this
-is refused (gzip bombs; memory: reading costs a few times the JSON's size,
-see docs/FORMAT.md "Limits")."""
+is refused (gzip bombs). Reading peaks at about 8 to 12 times the JSON's size
+in memory (docs/FORMAT.md, "What readers accept")."""
 
 MAX_TIME_MS = 253402300799999
 """The latest time a file may name: 9999-12-31T23:59:59.999Z."""
