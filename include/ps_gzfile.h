@@ -27,7 +27,10 @@ enum {
  * default), `flags` PS_GZFILE_*. The temporary file is an unnamed O_TMPFILE inode where the file
  * system supports it (nothing to clean up even after a SIGKILL), else
  * `.<name>.tmp-XXXXXX`; it is named `.<name>.tmp-XXXXXX` just before the
- * rename in either case. On success stores a new file in *out and returns 0.
+ * rename in either case (<name> cut at a UTF-8 boundary so that the whole
+ * fits the directory's NAME_MAX). The writer holds an flock on it while it is
+ * open, so a cleanup can tell a live writer's file from one that a killed
+ * process left. On success stores a new file in *out and returns 0.
  * On failure returns a negative PS_E* code, stores NULL in *out, and, when
  * `os_errno`/`step` are not NULL, the errno (PS_EOS only, else 0) and a static
  * name of the failing step ("open dir", "open", "deflate", ...). Nothing is

@@ -243,7 +243,7 @@ def format_top(profile: Profile, rows: int = 30, *, width: int = 100, sort: str 
         return "\n".join(lines) + "\n"
     shown = stats[:rows] if rows > 0 else []
     names = [s.frame.name for s in shown]
-    places = [f"{s.frame.file}:{s.frame.line}" if s.frame.file else "" for s in shown]
+    places = [f"{s.frame.file}:{s.frame.line}" if s.frame.line else s.frame.file for s in shown]
     room = max(width - NUMBERS_WIDTH - 2, 20)
     longest_place = max(len("FILE:LINE"), max(map(len, places), default=0))
     name_width = min(max(len("FUNCTION"), max(map(len, names), default=0)),

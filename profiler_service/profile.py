@@ -113,12 +113,15 @@ class Thread(NamedTuple):
 class Frame(NamedTuple):
     name: str           # qualified function name, or a "[synthetic]" frame
     file: str           # "" for synthetic frames; a 20-character tail in 1.x files
-    line: int           # first line of the function (v1) or the sampled line (1.x)
+    line: int           # first line of the function (v1) or the sampled line (1.x); 0 if unknown
 
     @property
     def label(self) -> str:
-        """``name (file:line)``, or the bare name of a synthetic frame."""
-        return f"{self.name} ({self.file}:{self.line})" if self.file else self.name
+        """``name (file:line)``, ``name (file)`` if the line is unknown, or
+        the bare name of a synthetic frame."""
+        if not self.file:
+            return self.name
+        return f"{self.name} ({self.file}:{self.line})" if self.line else f"{self.name} ({self.file})"
 
 
 @dataclass(frozen=True, eq=False)
@@ -711,8 +714,9 @@ def _from_legacy(doc: dict, source: str, mtime_ms: int) -> Profile:
         where = f"frames[{i}]"
         if type(f) is not list or len(f) != 3:
             raise _Invalid(f"{where} is not a [file, line, function] array")
-        frames.append(Frame(_str(f[2], f"{where}[2]"), _str(f[0], f"{where}[0]"),
-                            _int(f[1], f"{where}[1]", 0)))
+        # The 1.3 plugin writes null where CPython 3.11 has no line (f_lineno None).
+        line = 0 if f[1] is None else _int(f[1], f"{where}[1]", 0)
+        frames.append(Frame(_str(f[2], f"{where}[2]"), _str(f[0], f"{where}[0]"), line))
     n_frames = len(frames)
 
     entries = []
@@ -723,6 +727,8 @@ def _from_legacy(doc: dict, source: str, mtime_ms: int) -> Profile:
         if not 0 <= time_s < _LEGACY_TIME_LIMIT_S:
             raise _Invalid(f"{where}.time is {time_s:g}, not a time in seconds since 1970")
         entries.append((time_s, i, s))
+    # Times can go backwards (the 1.x handler re-entered by the next tick): in
+    # time order, ties in file order.
     entries.sort(key=operator.itemgetter(0, 1))
 
     thread_index: dict[str, int] = {}

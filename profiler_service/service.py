@@ -14,11 +14,14 @@ master keeps running; blocking file work never runs on the reactor thread.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import functools
 import math
 import os
 import platform
 import re
+import stat
 import time
 import warnings
 from dataclasses import dataclass
@@ -55,6 +58,11 @@ beyond that is dropped (and logged) rather than piling up in memory."""
 
 FILE_SUFFIX = ".json.gz"
 _STAMP_RE = re.compile(r"(\d{8}T\d{6}Z)(?:_\d{2,})?" + re.escape(FILE_SUFFIX) + r"$")
+_TEMP_RE = re.compile(r"\.(.*)\.tmp-[A-Za-z0-9]{6}", re.DOTALL)
+"""The C writer's temporary name: ``.<target name, cut to fit NAME_MAX>.tmp-XXXXXX``."""
+STALE_TEMP_AGE_S = 60
+"""A temporary file younger than this is left alone even when unlocked: the
+writer drops its lock when it closes the file, a moment before the rename."""
 
 
 def _number(value: object) -> bool:
@@ -271,6 +279,65 @@ def prune(basepath: str, keep_files: Optional[int], keep_days: Optional[float], 
     return deleted
 
 
+def _is_our_temp(name: str, prefix: str, name_max: int) -> bool:
+    match = _TEMP_RE.fullmatch(name)
+    if match is None:
+        return False
+    target = match.group(1)
+    if target.startswith(prefix) and _STAMP_RE.fullmatch(target[len(prefix):]):
+        return True
+    # A target name too long for NAME_MAX with the infix was cut (at a UTF-8
+    # boundary, so up to 3 bytes short of the limit): only its start is known.
+    cut = len(os.fsencode(name)) > name_max - 4
+    return cut and bool(target) and (target.startswith(prefix) or prefix.startswith(target))
+
+
+def remove_stale_temp_files(basepath: str, now_s: float, min_age_s: float = STALE_TEMP_AGE_S) -> list[str]:
+    """Blocking: delete the temporary files that a write of ours to
+    ``<basepath><stamp>.json.gz`` left behind when its process was killed
+    between naming the temporary file and renaming it (``.<name>.tmp-XXXXXX``).
+    Only such names, only regular files last modified ``min_age_s`` ago or
+    more, and only if no live writer holds them: the writer keeps an flock on
+    its temporary file, which the kernel releases when the process dies.
+    Returns the deleted paths."""
+    directory, prefix = os.path.split(basepath)
+    directory = directory or "."
+    try:
+        names = os.listdir(directory)
+        name_max = os.pathconf(directory, "PC_NAME_MAX")
+    except OSError:
+        return []
+    removed = []
+    for name in names:
+        if not _is_our_temp(name, prefix, name_max):
+            continue
+        path = os.path.join(directory, name)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            continue  # gone (renamed by its writer), a symlink, unreadable
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or now_s - st.st_mtime < min_age_s:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    continue  # a live writer's file
+                # No locks on this file system: the age alone decides.
+            now = os.stat(path, follow_symlinks=False)
+            if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+                continue  # the name changed hands meanwhile
+            os.unlink(path)
+            removed.append(path)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+    return removed
+
+
 class ProfilerService(service.BuildbotService):
     """Samples the master and writes one profile file per gather period.
 
@@ -312,6 +379,20 @@ class ProfilerService(service.BuildbotService):
         super().__init__(*args, **kwargs)
 
     # -- Buildbot lifecycle ------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def reconfigServiceWithSibling(self, sibling):
+        # Buildbot skips a reconfig when the sibling's arguments equal
+        # self._config_args/_config_kwargs (compare_attrs), which are the
+        # *constructor's* and never change on their own: after 1000 -> 250 Hz,
+        # a reconfig back to 1000 Hz would look like "no change" and be
+        # ignored. Once a reconfig is applied, the sibling's arguments are
+        # what this instance runs with; a failed one leaves them as they
+        # were, so the same config is tried again at the next reconfig.
+        result = yield super().reconfigServiceWithSibling(sibling)
+        self._config_args = sibling._config_args
+        self._config_kwargs = sibling._config_kwargs
+        return result
 
     @defer.inlineCallbacks
     def reconfigService(
@@ -536,23 +617,31 @@ class ProfilerService(service.BuildbotService):
             log.msg(f"ProfilerService: {what} ({count} periods lost in a row)")
 
     def _check_basepath(self, basepath: str) -> None:
-        """Warn at once (not a gather period later) if files cannot be written."""
+        """In a pool thread: warn at once (not a gather period later) if
+        files cannot be written, and remove the temporary files that writes
+        killed mid-rename left there (see remove_stale_temp_files)."""
         directory = os.path.dirname(basepath) or "."
 
-        def check() -> Optional[str]:
+        def check() -> tuple[Optional[str], list[str]]:
             try:
                 os.makedirs(directory, exist_ok=True)
             except OSError as exc:
-                return _reason(exc)
+                return _reason(exc), []
             if not os.access(directory, os.W_OK | os.X_OK):
-                return f"[Errno 13] Permission denied: {directory!r}"
-            return None
+                return f"[Errno 13] Permission denied: {directory!r}", []
+            return None, remove_stale_temp_files(basepath, time.time())
 
-        def report(problem: Optional[str]) -> None:
+        def report(result: tuple[Optional[str], list[str]]) -> None:
+            problem, removed = result
             if problem:
                 log.msg(
                     f"ProfilerService: profiles cannot be written to {basepath}*: {problem}. "
                     "The master keeps running; fix basepath or the directory's permissions."
+                )
+            if removed:
+                log.msg(
+                    f"ProfilerService: removed {len(removed)} temporary file(s) left by an interrupted "
+                    f"write: {', '.join(removed)}"
                 )
 
         reactor = self.master.reactor

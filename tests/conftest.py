@@ -9,7 +9,6 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED = os.path.join(os.path.dirname(ROOT), "shared")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 SANITIZED = os.environ.get("BBPROF_SANITIZED") == "1"

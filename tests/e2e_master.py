@@ -84,6 +84,27 @@ c["services"] = [{services}]
 '''
 
 
+def unexpected_tracebacks(log: str) -> list[str]:
+    """The tracebacks of a master's twistd.log, but Buildbot's own race when
+    a browser goes away mid-answer (buildbot/www/rest.py writes the JSON from
+    a pool thread; the closed socket gives EBADF), which no code of ours is
+    part of."""
+    blocks = []
+    lines = log.splitlines()
+    for start, line in enumerate(lines):
+        if "Traceback (most recent call last)" not in line:
+            continue
+        end = start + 1
+        while end < len(lines) and (lines[end][:1] in ("\t", " ") or not lines[end].strip()):
+            end += 1
+        block = "\n".join(lines[start:end + 1])
+        disconnect_race = ("buildbot/www/rest.py" in block and "Bad file descriptor" in block
+                           and "profiler_service" not in block)
+        if not disconnect_race:
+            blocks.append(block)
+    return blocks
+
+
 class RealMaster:
     def __init__(self, basedir: Path) -> None:
         self.basedir = Path(basedir)

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-# The project's shared fixtures and specs live beside the repository (CI
-# clones it next to shared/); BBPROF_SHARED points elsewhere.
-SHARED = Path(os.environ.get("BBPROF_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-LEGACY_SMALL = SHARED / "fixtures" / "legacy" / "small.json"
-LEGACY_BIG = SHARED / "fixtures" / "legacy" / "big.json"
-SPEEDSCOPE_SCHEMA = SHARED / "specs" / "speedscope-file-format-schema.json"
+# buildbot_profiler 1.x files; where each came from: tests/fixtures/legacy/README.md.
+TESTS = Path(__file__).resolve().parent
+LEGACY_DIR = TESTS / "fixtures" / "legacy"
+LEGACY_SMALL = LEGACY_DIR / "small.json"
+LEGACY_BIG = LEGACY_DIR / "big.json"
+LEGACY_MODES = ("prof", "virtual", "real")
+# Written by the unmodified 1.3.1 plugin on Buildbot 4.3 and CPython 3.11 (make_fixtures.sh).
+LEGACY_REAL = [path for mode in LEGACY_MODES for path in sorted(LEGACY_DIR.glob(f"{mode}_*.json"))]
+# The schema the pinned speedscope npm package ships (tests/speedscope; scripts/setup installs it).
+SPEEDSCOPE_SCHEMA = TESTS / "speedscope" / "node_modules" / "speedscope" / "dist" / "release" / "file-format-schema.json"
 
 START_MS = 1764100000000  # 2026-11-25T19:46:40Z
 

@@ -4,6 +4,7 @@ sqlite database, and the real sampler and writer."""
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import json
 import os
@@ -103,7 +104,7 @@ class ServiceTestCase(TestReactorMixin, unittest.TestCase):
         self.addCleanup(shutil.rmtree, path, True)
         return path
 
-    async def make_service(self, builds: int = 0, **kwargs) -> ProfilerService:
+    async def make_service(self, builds: int = 0, before_start=None, **kwargs) -> ProfilerService:
         self.setup_test_reactor()
         basedir = self.tmpdir()
         self.master = await fakemaster.make_master(self, wantData=True, wantDb=True, basedir=basedir)
@@ -119,6 +120,8 @@ class ServiceTestCase(TestReactorMixin, unittest.TestCase):
         log.addObserver(observer)
         self.addCleanup(log.removeObserver, observer)
         self.addCleanup(self.stop_everything)
+        if before_start is not None:
+            before_start(self.profiles)
         await self.master.startService()
         return self.service
 
@@ -289,6 +292,25 @@ class TestReconfig(ServiceTestCase):
         self.reactor.advance(39)
         assert len(self.active_timers()) == 1
 
+    async def test_reconfig_back_to_the_first_settings_is_applied(self):
+        # Buildbot compares a new config with the service's recorded
+        # arguments: they must follow each applied reconfig, or going back
+        # to the constructor's settings looks like "no change".
+        service = await self.make_service(gatherperiod=600, frequency=1000)
+        basepath = os.path.join(self.profiles, "prof_")
+        for frequency in (250, 1000, 250):
+            burn(0.05)
+            await service.reconfigServiceWithSibling(
+                ProfilerService(gatherperiod=600, frequency=frequency, basepath=basepath))
+            assert get_hub().settings == Settings(float(frequency))
+            assert self.logged(f"now sampling virtual {frequency:g} Hz")
+        assert service._config_kwargs["frequency"] == 250
+        assert [read(p)["meta"]["frequency"] for p in self.files()] == [1000, 250, 1000]
+        # An unchanged config is still a no-op: no rotation, no file.
+        await service.reconfigServiceWithSibling(
+            ProfilerService(gatherperiod=600, frequency=250, basepath=basepath))
+        assert len(self.files()) == 3
+
     async def test_reconfig_to_another_basepath(self):
         service = await self.make_service(gatherperiod=60)
         burn(0.05)
@@ -348,6 +370,52 @@ class TestFaults(ServiceTestCase):
     async def test_unwritable_basepath_is_reported_at_start(self):
         await self.make_service(gatherperiod=10, basepath="/proc/no-such-dir/prof_")
         assert self.logged("profiles cannot be written to /proc/no-such-dir/prof_*")
+
+    async def test_stale_temporary_files_of_ours_are_removed_at_start(self):
+        # What a master killed between link(2) and rename(2) leaves (see
+        # test_writer's strace test for a real one), next to files that must
+        # stay: a live writer's (locked), a fresh one, other names.
+        old = time.time() - 3600
+        held = []
+
+        def plant(profiles: str) -> None:
+            os.makedirs(profiles)
+            names = {
+                "stale": ".prof_20261201T101500Z.json.gz.tmp-Ab3xYz",
+                "stale_serial": ".prof_20261201T101500Z_02.json.gz.tmp-000000",
+                "locked": ".prof_20261201T103000Z.json.gz.tmp-q1w2e3",
+                "fresh": ".prof_20261201T104500Z.json.gz.tmp-zzzzzz",
+                "other_prefix": ".web_20261201T101500Z.json.gz.tmp-Ab3xYz",
+                "not_a_stamp": ".prof_notes.json.gz.tmp-Ab3xYz",
+                "not_temp": ".prof_20261201T101500Z.json.gz.tmp-Ab3",
+            }
+            for key, name in names.items():
+                path = os.path.join(profiles, name)
+                with open(path, "wb") as f:
+                    f.write(b"\x1f\x8b partial")
+                if key != "fresh":
+                    os.utime(path, (old, old))
+            os.symlink("/etc/hostname", os.path.join(profiles, ".prof_20261201T110000Z.json.gz.tmp-link00"))
+            os.utime(os.path.join(profiles, ".prof_20261201T110000Z.json.gz.tmp-link00"), (old, old),
+                     follow_symlinks=False)
+            fd = os.open(os.path.join(profiles, names["locked"]), os.O_RDONLY)
+            fcntl.flock(fd, fcntl.LOCK_EX)  # as the C writer does while it writes
+            held.append(fd)
+            self.names = names
+
+        try:
+            await self.make_service(gatherperiod=600, before_start=plant)
+        finally:
+            for fd in held:
+                os.close(fd)
+        left = sorted(os.listdir(self.profiles))
+        gone = [self.names["stale"], self.names["stale_serial"]]
+        assert not set(gone) & set(left)
+        kept = {k: v for k, v in self.names.items() if not k.startswith("stale")}
+        assert set(kept.values()) | {".prof_20261201T110000Z.json.gz.tmp-link00"} == set(left)
+        [message] = self.logged("temporary file(s) left by an interrupted write")
+        assert "removed 2 temporary file(s)" in message
+        assert all(name in message for name in gone)
 
     async def test_a_failed_builds_query_still_writes_the_period(self):
         await self.make_service(builds=2, gatherperiod=10)

@@ -33,6 +33,7 @@ pytestmark = [
 GATHER_S = 3
 WANT_BUILDS = 3
 SCHEMA = json.loads((Path(profiler_service.__file__).parent / "schema" / "profile-v1.schema.json").read_text())
+STALE_TEMP = ".prof_20261201T101500Z.json.gz.tmp-Ab3xYz"
 NAME_RE = re.compile(r"prof_\d{8}T\d{6}Z(_\d{2,})?\.json\.gz")
 
 
@@ -84,6 +85,11 @@ def master(tmp_path_factory):
     master.create()
     master.configure(service_line(frequency=100))
     Shared.master, Shared.profiles, Shared.checked = master, basedir / "profiles", set()
+    # What a master killed between link(2) and rename(2) leaves behind.
+    Shared.profiles.mkdir()
+    stale = Shared.profiles / STALE_TEMP
+    stale.write_bytes(b"\x1f\x8b partial")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
     master.start()
     yield master
     if master.alive:
@@ -117,6 +123,12 @@ def test_files_appear_valid_with_builds(master):
                      r"[\d.]+ KiB, [\d.]+ s to write, rotation [\d.]+ ms\)", master.log())
 
 
+def test_a_stale_temporary_file_is_removed_at_start(master):
+    assert not (Shared.profiles / STALE_TEMP).exists()
+    assert (f"ProfilerService: removed 1 temporary file(s) left by an interrupted write: "
+            f"{Shared.profiles / STALE_TEMP}") in master.log()
+
+
 def test_sighup_reconfig_changes_the_frequency(master):
     before = len(Shared.files())
     time.sleep(GATHER_S / 2)  # into the period, so it has samples to write
@@ -130,6 +142,22 @@ def test_sighup_reconfig_changes_the_frequency(master):
     if "no samples in this period (reconfig)" not in master.log():
         assert [doc["meta"]["frequency"] for doc in reconfig_ends] == [100]
     assert "ProfilerService: now sampling virtual 250 Hz" in master.log()
+
+
+def test_sighup_reconfig_back_to_the_first_frequency(master):
+    # The master started at 100 Hz and the test above moved it to 250 Hz:
+    # going back to the constructor's settings must be applied too.
+    mark = len(master.log())
+    before = len(Shared.files())
+    time.sleep(GATHER_S / 2)
+    reconfigure(master, frequency=100)
+    master.wait_for(lambda: "ProfilerService: now sampling virtual 100 Hz" in master.log()[mark:], 30,
+                    "the reconfig back to 100 Hz")
+    master.wait_for(
+        lambda: any(doc["meta"]["frequency"] == 100 and doc["meta"]["period_end"] == "period"
+                    for _, doc in Shared.documents()[before:]),
+        30, "a full period at 100 Hz after the reconfig",
+    )
 
 
 def test_reconfig_while_a_write_is_in_flight(master):

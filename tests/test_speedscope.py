@@ -5,8 +5,10 @@ shows the known hot function with its time in real units."""
 
 from __future__ import annotations
 
+import collections
 import functools
 import http.server
+import json
 import re
 import threading
 from pathlib import Path
@@ -14,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from profiler_service import cli
-from profile_helpers import LEGACY_BIG
+from profile_helpers import LEGACY_BIG, LEGACY_REAL
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -100,3 +102,35 @@ def test_collapsed_export_opens_in_speedscope(browser, site):
     header = cells.index("Symbol Name")
     assert cells[header + 1:header + 4] == [
         "713 (21%)", "713 (21%)", "do_execute (my/engine/default.py:462)"]
+
+
+def _duration_ms(cell: str) -> float:
+    """speedscope's '713.00ms (21%)' or '2.30s (40%)' -> ms."""
+    value = cell.split(" (")[0]
+    for unit, scale in (("ms", 1.0), ("µs", 1e-3), ("s", 1000.0)):
+        if value.endswith(unit):
+            return float(value[: -len(unit)]) * scale
+    raise AssertionError(f"no duration in {cell!r}")
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("path", LEGACY_REAL, ids=[p.name for p in LEGACY_REAL])
+def test_real_legacy_exports_open_in_speedscope(browser, site, path):
+    """Both exports of each real 1.3.1 file (null lines, times out of order)
+    import; the sandwich's first row has the most self time: the samples of
+    the commonest leaf frame, counted here from the raw JSON."""
+    root, _ = site
+    doc = json.loads(path.read_text())
+    leaves = collections.Counter(stack[0] for s in doc["samples"] for stack in s["threads"].values() if stack)
+    hottest = max(leaves.values())
+    assert cli.main(["export", str(path), "-f", "speedscope", "-o", str(root / f"{path.stem}.json")]) == 0
+    title, imports, errors, cells = _open_in_speedscope(browser, site, f"{path.stem}.json")
+    assert (errors, imports) == ([], ["Importing as speedscope json file"])
+    assert title == f"{path.stem}.json - speedscope"
+    header = cells.index("Symbol Name")
+    assert _duration_ms(cells[header + 2]) == pytest.approx(hottest * 1000 / doc["frequency"], rel=0.005)
+    assert cli.main(["export", str(path), "-f", "collapsed", "-o", str(root / f"{path.stem}.folded")]) == 0
+    title, imports, errors, cells = _open_in_speedscope(browser, site, f"{path.stem}.folded")
+    assert (errors, imports) == ([], ["Importing as collapsed stack format"])
+    header = cells.index("Symbol Name")
+    assert cells[header + 2].startswith(f"{hottest} (")

@@ -14,6 +14,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import jsonschema
 import pytest
@@ -28,7 +29,7 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
 from chromium import launched_chromium, needs_chromium, needs_viewer_build  # noqa: E402
-from profile_helpers import SPEEDSCOPE_SCHEMA  # noqa: E402
+from profile_helpers import LEGACY_REAL, SPEEDSCOPE_SCHEMA  # noqa: E402
 
 pytestmark = [needs_viewer_build, needs_chromium]
 
@@ -276,6 +277,89 @@ def test_legacy_big_fixture(page, site):
     assert "(60 s)" in page.inner_text("#selection")
 
 
+def legacy_backwards_step(doc: dict) -> Optional[int]:
+    """The first tick i of a 1.x file whose next tick is earlier, or None."""
+    times = [s["time"] for s in doc["samples"]]
+    return next((i for i in range(len(times) - 1) if times[i + 1] < times[i]), None)
+
+
+def legacy_build_samples(doc: dict, build: dict) -> int:
+    """Samples of a 1.x file in a build's time, as the viewer selects them
+    (the build's range clipped to the period), counted here from the raw
+    JSON in the viewer's arithmetic (ms since the earliest sample)."""
+    times = [s["time"] * 1000 for s in doc["samples"]]
+    start, end = min(times), max(max(times), min(times) + 1)
+    t0 = max(0, round(build["started_at"] * 1000) - start)
+    complete = end if build["complete_at"] is None else round(build["complete_at"] * 1000)
+    t1 = max(min(end - start + 1, complete - start), t0 + 1)
+    return sum(1 for s in doc["samples"] for stack in s["threads"].values()
+               if stack and t0 <= s["time"] * 1000 - start < t1)
+
+
+@pytest.fixture(scope="module")
+def real_legacy_site(tmp_path_factory):
+    """The real 1.3.1 files, and one with a build that starts between two
+    ticks the file has out of order."""
+    root = tmp_path_factory.mktemp("viewer-legacy")
+    for path in LEGACY_REAL:
+        shutil.copy(path, root / path.name)
+    backwards = next(p for p in LEGACY_REAL if legacy_backwards_step(json.loads(p.read_text())) is not None)
+    doc = json.loads(backwards.read_text())
+    i = legacy_backwards_step(doc)
+    later, earlier = doc["samples"][i]["time"], doc["samples"][i + 1]["time"]
+    doc["builds"] = [{"buildid": 77, "builderid": 1, "number": 5, "results": 0, "state_string": "built",
+                      "started_at": (later + earlier) / 2, "complete_at": later + 3}]
+    (root / "backwards_build.json").write_text(json.dumps(doc))
+    server = Server(root)
+    ARTIFACTS.mkdir(exist_ok=True)
+    yield {"url": f"http://127.0.0.1:{server.port}/", "root": root}
+    server.stop()
+
+
+def selected_samples(page) -> int:
+    return int(page.inner_text("#selection").rsplit(" · ", 1)[1].split()[0].replace(",", ""))
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("path", LEGACY_REAL, ids=[p.name for p in LEGACY_REAL])
+def test_real_legacy_file(page, real_legacy_site, path):
+    """A real 1.3.1 file (null lines, times out of order): the hottest
+    function, every sample in time order, and each build's samples."""
+    doc = json.loads(path.read_text())
+    open_profile(page, real_legacy_site, path.name)
+    counts = collections.Counter()
+    for sample in doc["samples"]:
+        for frames in sample["threads"].values():
+            if frames:
+                file, _, func = doc["frames"][frames[0]]
+                counts[(func, file)] += 1
+    top = max(counts.values())
+    assert hot_rows(page)[0] in {func for (func, _), n in counts.items() if n == top}
+    times = page.evaluate("Array.from(window.bbprofiler.state.profile.t)")
+    assert len(times) == sum(counts.values())
+    assert times == sorted(times)
+    assert selected_samples(page) == len(times)
+    shot(page, f"legacy-{path.stem}")
+    for build in doc["builds"]:
+        before = renders(page)
+        page.click(f'#builds button[data-buildid="{build["buildid"]}"]')
+        page.wait_for_function(f"window.bbprofiler.renders > {before}")
+        assert f"build builder 1 #{build['number']}" in page.inner_text("#selection")
+        assert selected_samples(page) == legacy_build_samples(doc, build), build
+
+
+@pytest.mark.timeout(90)
+def test_real_legacy_build_across_backwards_times(page, real_legacy_site):
+    doc = json.loads((real_legacy_site["root"] / "backwards_build.json").read_text())
+    expected = legacy_build_samples(doc, doc["builds"][0])
+    open_profile(page, real_legacy_site, "backwards_build.json")
+    before = renders(page)
+    page.click('#timeline rect.build[data-buildid="77"]')
+    page.wait_for_function(f"window.bbprofiler.renders > {before}")
+    assert "build builder 1 #5" in page.inner_text("#selection")
+    assert selected_samples(page) == expected
+
+
 @pytest.mark.timeout(90)
 def test_sampler_profile(page, site):
     """A file written by the real sampler and writer (Profiler + Period.write)."""
@@ -341,8 +425,7 @@ def test_exports(page, site, tmp_path):
     path = tmp_path / "out.speedscope.json"
     info.value.save_as(path)
     doc = json.loads(path.read_text())
-    if SPEEDSCOPE_SCHEMA.is_file():
-        jsonschema.validate(doc, json.loads(SPEEDSCOPE_SCHEMA.read_text()))
+    jsonschema.validate(doc, json.loads(SPEEDSCOPE_SCHEMA.read_text()))
     assert {p["name"] for p in doc["profiles"]} == {"MainThread", "DbThread"}
     assert sum(len(p["samples"]) for p in doc["profiles"]) == 15000
     hot = [f["name"] for f in doc["shared"]["frames"]].index("Work.first_half_hot")

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import collections
 import errno
+import fcntl
 import gzip
 import json
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -170,6 +172,22 @@ def busy_period():
     return profiler.period
 
 
+@pytest.fixture(scope="module")
+def rotated_period():
+    """Two seconds of the main thread at 5 kHz on the wall clock, rotated
+    every 50 ms and joined again: one Period of many distinct chunks."""
+    chunks = []
+    with Profiler(frequency=5000, mode="real") as profiler:
+        end = time.monotonic() + 2.0
+        while time.monotonic() < end:
+            recurse_then_spin(5, 0.05)
+            chunks.append(profiler.rotate())
+    chunks.append(profiler.period)
+    joined = _core.concat(chunks)
+    assert joined.samples == sum(chunk.samples for chunk in chunks)
+    return joined
+
+
 # ---- round trip -------------------------------------------------------------------
 
 
@@ -254,7 +272,7 @@ def test_period_can_be_written_twice_over_itself(tmp_path, hot_period):
 
 
 @pytest.mark.timeout(120)
-def test_write_releases_the_gil(tmp_path, busy_period):
+def test_write_releases_the_gil(tmp_path, rotated_period):
     """Another Python thread runs while write() is inside the C writer.
 
     The forced GIL switch is pushed out of reach (sys.setswitchinterval), so
@@ -263,8 +281,7 @@ def test_write_releases_the_gil(tmp_path, busy_period):
     kept the GIL, the watcher would first run after write() returned, when
     the writer's descriptors of the target directory and of its temporary
     file are closed again. It sees them open, so it ran during the write."""
-    large = _core.concat([busy_period] * 500)
-    assert large.samples == 500 * busy_period.samples
+    large = rotated_period
     target = tmp_path / "big.json.gz"
     observed: list[list[str]] = []
     go = threading.Event()
@@ -305,8 +322,12 @@ def test_write_releases_the_gil(tmp_path, busy_period):
     [
         ({"builds": {1, 2}}, TypeError, "list"),
         ({"builds": [{1, 2}]}, TypeError, "set"),
-        ({"builds": [float("nan")]}, ValueError, "builds_json"),
+        ({"builds": [{"buildid": float("nan")}]}, ValueError, "builds_json"),
         ({"builds": ({"buildid": 1},)}, TypeError, "list"),
+        # What load() would refuse ("builds[0] is an array, expected an object").
+        ({"builds": [(1, 2)]}, TypeError, r"builds\[0\] must be a dict \(a JSON object\), got tuple"),
+        ({"builds": [{"buildid": 1}, ["x"]]}, TypeError, r"builds\[1\] must be a dict"),
+        ({"builds": [None]}, TypeError, r"builds\[0\] must be a dict .* got NoneType"),
         ({"meta": ["python"]}, TypeError, "dict"),
         ({"meta": {"pid": 1}}, ValueError, "meta_json"),
         ({"meta": {"x": float("inf")}}, ValueError, "meta_json"),
@@ -464,3 +485,129 @@ def test_sigkill_mid_write_leaves_no_partial_file(tmp_path, delay):
     assert retry.returncode == 0 and stdout.endswith("retry ok\n")
     assert os.listdir(out) == ["p.json.gz"]
     VALIDATOR.validate(read_profile(target))
+
+
+# ---- long names and interrupted renames ------------------------------------------
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("name", [
+    "p" * 240 + ".json.gz",  # 248 bytes: the temporary name would be 260
+    "p" * 247 + ".json.gz",  # 255 bytes, NAME_MAX itself
+    "\u00e9" * 123 + "p.json.gz",  # 255 bytes of UTF-8: the cut must not split a character
+])
+def test_a_name_up_to_name_max_is_written(tmp_path, hot_period, name):
+    assert len(os.fsencode(name)) <= os.pathconf(tmp_path, "PC_NAME_MAX")
+    target = tmp_path / name
+    hot_period.write(target)
+    assert os.listdir(tmp_path) == [name]
+    VALIDATOR.validate(read_profile(target))
+
+
+KILLED_BEFORE_RENAME = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {tests!r})
+    from test_writer import hot_and_cold
+    from profiler_service import Profiler
+
+    with Profiler(frequency=500, mode="virtual") as profiler:
+        hot_and_cold(0.2)
+    print("writing", flush=True)
+    profiler.period.write(sys.argv[1])
+    """
+)
+
+
+def child_of(pid: int) -> int:
+    """The pid of a child process of ``pid`` (from /proc)."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                return int(entry)
+    raise AssertionError(f"process {pid} has no child")
+
+
+def kill_between_link_and_rename(tmp_path: Path, target: Path) -> list[str]:
+    """Run a real write in a child whose rename(2) strace holds back, SIGKILL
+    the child while its temporary file has a name, and return the names left
+    in the target's directory."""
+    script = tmp_path / "killed_before_rename.py"
+    script.write_text(KILLED_BEFORE_RENAME.format(tests=str(Path(__file__).parent)))
+    child = subprocess.Popen(
+        ["strace", "-f", "-qq", "-o", "/dev/null", "-e", "trace=rename,renameat,renameat2",
+         "-e", "inject=rename,renameat,renameat2:delay_enter=60000000",
+         sys.executable, str(script), str(target)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "writing\n"
+        deadline = time.monotonic() + 30
+        while not os.listdir(target.parent) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)  # past link(2), inside the held-back rename
+        os.kill(child_of(child.pid), signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+        child.stdout.close()
+    return sorted(os.listdir(target.parent))
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(not shutil.which("strace"), reason="needs strace (to hold the writer between link and rename)")
+def test_a_kill_between_link_and_rename_leaves_an_unlocked_temporary_file(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    target = out / "prof_20261201T120000Z.json.gz"
+    [left] = kill_between_link_and_rename(tmp_path, target)
+    assert left.startswith(".prof_20261201T120000Z.json.gz.tmp-") and len(left) == len(target.name) + 12
+    # The dead writer's lock went with it: a cleanup may take the file.
+    fd = os.open(out / left, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(fd)
+    from profiler_service.service import remove_stale_temp_files
+
+    assert remove_stale_temp_files(str(out / "prof_"), time.time(), min_age_s=0) == [str(out / left)]
+    assert os.listdir(out) == []
+
+
+# ---- concat -------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_concat_refuses_what_one_file_cannot_hold(hot_period, busy_period):
+    # hot_period is virtual 250 Hz, busy_period real 1000 Hz.
+    with pytest.raises(ValueError, match=r"one mode, frequency and max_depth: item 1 is real 1000 Hz \(depth 256\), "
+                                         r"item 0 is virtual 250 Hz"):
+        _core.concat([hot_period, busy_period])
+    with pytest.raises(ValueError, match="item 1 is item 0 again"):
+        _core.concat([busy_period, busy_period])
+    with Profiler(frequency=250, mode="virtual") as profiler:
+        hot_and_cold(0.1)
+        first = profiler.rotate()
+        hot_and_cold(0.1)
+    second = profiler.period
+    with pytest.raises(ValueError, match="consecutive Periods in time order: item 1 starts before item 0 ends"):
+        _core.concat([second, first])
+    with pytest.raises(ValueError, match="item 1 starts before item 0 ends"):
+        _core.concat([first, hot_period])  # older than first, same settings
+    with pytest.raises(ValueError, match="item 2 starts before item 1 ends"):
+        _core.concat([first, second, first])
+    joined = _core.concat([hot_period, first, second])  # in order, with gaps between runs: fine
+    assert joined.samples == hot_period.samples + first.samples + second.samples
+
+
+@pytest.mark.timeout(60)
+def test_a_written_concat_loads(tmp_path, rotated_period):
+    from profiler_service import load
+
+    path = tmp_path / "joined.json.gz"
+    rotated_period.write(path, builds=BUILDS)
+    VALIDATOR.validate(read_profile(path))
+    assert len(load(path).sample_stack) == rotated_period.samples

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from chromium import launched_chromium, needs_chromium, needs_viewer_build  # noqa: E402
+from e2e_master import unexpected_tracebacks
 from www_master import USERS, WwwMaster, free_port, read_profile
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -35,7 +36,7 @@ def master(tmp_path_factory):
         m.stop()
         if m.alive:
             m.kill()
-        assert "Traceback" not in m.log(), m.log()[-4000:]
+        assert not unexpected_tracebacks(m.log()), m.log()[-4000:]
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,13 @@ service's files share every sample."""
 from __future__ import annotations
 
 import collections
+import json
 import time
 from pathlib import Path
 
 import pytest
 
+from e2e_master import unexpected_tracebacks
 from www_master import WwwMaster, free_port, read_profile, sample_keys
 
 GATHER_S = 4
@@ -33,7 +35,7 @@ def master(tmp_path_factory):
             assert result.returncode == 0, result.stdout
         if m.alive:
             m.kill()
-        assert "Traceback" not in m.log(), m.log()[-4000:]
+        assert not unexpected_tracebacks(m.log()), m.log()[-4000:]
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +73,47 @@ def test_plugin_is_mounted_with_the_viewer_and_ui_scripts(master):
     assert status["recording"] is None
     assert [s["name"] for s in status["services"]] == ["ProfilerService"]
     assert status["services"][0]["sampling"] is True
+
+
+@pytest.mark.timeout(60)
+def test_status_shows_server_paths_to_admins_only(master, dev, admin):
+    # The paths are a "paths" action, which AnyControlEndpointMatcher leaves to admins.
+    for client in (master.client(), dev):
+        status = client.get("plugins/profiler/api/status").json()
+        assert status["services"][0]["basepath"] is None and status["directory"] is None
+        assert str(master.basedir) not in json.dumps(status)
+    status = admin.get("plugins/profiler/api/status").json()
     assert status["services"][0]["basepath"] == str(master.basedir / "prof" / "prof_")
+    assert status["directory"] == str(master.basedir / "profiler-www")
+
+
+@pytest.mark.timeout(60)
+def test_hostile_bodies_and_methods_get_4xx_never_500(master, dev, admin):
+    anon = master.client()
+    nested = b"[" * 32000 + b"]" * 32000  # 64 KB, within the size limit
+    for client in (anon, dev):
+        for call in ("start", "stop"):
+            reply = client.post(f"plugins/profiler/api/{call}", nested)
+            assert reply.status == 403, reply  # refused by authz, the body never parsed
+    reply = admin.post("plugins/profiler/api/start", nested)
+    assert reply.status == 400 and "nested too deeply" in reply.json()["error"], reply
+    reply = admin.post("plugins/profiler/api/start", b'{"frequency": 1' + b"0" * 400 + b"}")
+    assert reply.status == 400, reply
+    assert reply.json()["error"] == "frequency must be a finite number (Hz), got an integer of 1329 bits"
+    reply = admin.post("plugins/profiler/api/start", b'{"duration": -1' + b"0" * 400 + b"}")
+    assert reply.status == 400 and reply.json()["error"].startswith("duration must be"), reply
+    name = master.wait_for(lambda: next(iter(admin.get("plugins/profiler/api/profiles").json()["profiles"]), None),
+                           3 * GATHER_S, "a service file")["name"]
+    for method in ("PUT", "DELETE", "POST"):
+        reply = admin.request(f"plugins/profiler/api/profiles/{name}", body=b"{}", method=method)
+        assert reply.status == 405 and reply.headers["Allow"] == "GET, HEAD", (method, reply)
+    assert admin.request(f"plugins/profiler/api/profiles/{name}", method="HEAD").status == 200
+    for path in ("status", "profiles", "start"):
+        reply = admin.request(f"plugins/profiler/api/{path}", body=b"{}", method="PUT")
+        assert reply.status == 405 and reply.headers["Allow"], (path, reply)
+    log = master.log()
+    assert "RecursionError" not in log and "Traceback" not in log
+    assert wait_not_recording(admin)["recording"] is None
 
 
 @pytest.mark.timeout(60)

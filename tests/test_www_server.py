@@ -355,3 +355,77 @@ def test_resources_mounted_under_a_prefix(served):
         assert mounted.request("/api/profiles")[0] == 404
     finally:
         mounted.stop()
+
+
+def raw_exchange(port: int, data: bytes) -> bytes:
+    """Send raw bytes, return everything the server answers until it closes."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(data)
+        chunks = []
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+
+
+@pytest.mark.timeout(60)
+def test_hostile_urls_get_a_status_line_and_no_traceback(tmp_path):
+    viewer_profiles.write_gz(tmp_path / "prof_20251125T194640Z.json.gz", viewer_profiles.known_answer_profile())
+    server = Server(tmp_path)
+    try:
+        for path in ("/%00", "/a%00b", "/%00/x", "/api/profiles/%00", "/api/profiles/a%00.json.gz"):
+            assert server.request(path)[0] == 404, path
+        host = f"Host: 127.0.0.1:{server.port}\r\n".encode()
+        reply = raw_exchange(server.port, b"GET /" + b"a" * 17000 + b" HTTP/1.1\r\n" + host + b"\r\n")
+        assert reply.startswith(b"HTTP/1.1 414 URI Too Long\r\n"), reply[:200]
+        reply = raw_exchange(server.port, b"GET /api/profiles HTTP/1.1\r\n" + host + b"X-Big: " + b"a" * 17000 + b"\r\n\r\n")
+        assert reply.startswith(b"HTTP/1.1 431 "), reply[:200]
+        assert server.json("/api/profiles")[0] == 200  # still serving
+    finally:
+        server.stop()
+    log = server.proc.stderr.read() + server.proc.stdout.read()
+    assert "Traceback" not in log and "embedded null byte" not in log, log[-2000:]
+
+
+def bytes_read(pid: int) -> int:
+    """rchar of /proc/<pid>/io: bytes the process got from read(2) and kin."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no rchar in /proc/<pid>/io")
+
+
+@pytest.mark.timeout(300)
+def test_a_second_listing_of_1100_files_reads_none_of_them(tmp_path):
+    # The defaults of the service (keepFiles=1000) and the page (keepFiles=50)
+    # serve 1,050 files: more than a fixed 1,024-entry cache holds.
+    data = gzip.compress(json.dumps(viewer_profiles.known_answer_profile()).encode())
+    for i in range(1100):
+        (tmp_path / f"prof_20261201T{i // 60:02d}{i % 60:02d}00Z.json.gz").write_bytes(data)
+    server = Server(tmp_path)
+    try:
+        before = bytes_read(server.proc.pid)
+        status, body = server.json("/api/profiles")
+        first = bytes_read(server.proc.pid) - before
+        assert status == 200 and len(body["profiles"]) == 1100
+        assert all(entry["error"] is None and entry["samples"] for entry in body["profiles"])
+        assert first >= 1100 * len(data)  # every file read once
+        before = bytes_read(server.proc.pid)
+        status, again = server.json("/api/profiles")
+        second = bytes_read(server.proc.pid) - before
+        assert status == 200 and again == body
+        assert second < len(data), f"the second listing read {second} bytes"
+        # A changed file is read again, and only that one.
+        (tmp_path / "prof_20261201T000000Z.json.gz").write_bytes(data + b"")
+        os.utime(tmp_path / "prof_20261201T000000Z.json.gz", ns=(1, 10**18))
+        (tmp_path / "prof_20261201T000100Z.json.gz").unlink()
+        before = bytes_read(server.proc.pid)
+        status, third = server.json("/api/profiles")
+        third_read = bytes_read(server.proc.pid) - before
+        assert len(third["profiles"]) == 1099
+        assert len(data) <= third_read < 2 * len(data) + 4096
+    finally:
+        server.stop()

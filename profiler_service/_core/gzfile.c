@@ -7,10 +7,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -161,6 +163,43 @@ randomize_tmp_name(ps_gzfile *f, int attempt)
     }
 }
 
+/* Bytes of the target name kept in the temporary name `.<name>.tmp-XXXXXX`
+ * so that it fits the directory's NAME_MAX: a valid 250-byte target must not
+ * fail for its temporary name. A long name is cut at a UTF-8 character
+ * boundary, so the temporary name stays readable text. */
+static size_t
+tmp_name_keep(const ps_gzfile *f, size_t name_len)
+{
+    const size_t extra = 1 + sizeof(TMP_INFIX) - 1 + TMP_RANDOM;
+    long name_max = fpathconf(f->dir_fd, _PC_NAME_MAX);
+    if (name_max <= 0) {
+        name_max = NAME_MAX;  /* no limit reported: the Linux one */
+    }
+    if ((size_t)name_max <= extra) {
+        return 0;
+    }
+    size_t keep = (size_t)name_max - extra;
+    if (name_len <= keep) {
+        return name_len;
+    }
+    while (keep > 0 && ((unsigned char)f->name[keep] & 0xC0) == 0x80) {
+        keep--;  /* f->name[keep] continues a character: cut before it */
+    }
+    return keep;
+}
+
+/* Hold an exclusive flock on the temporary file for as long as it is open:
+ * a cleanup of temporary files (the service's, at start) can then tell the
+ * file of a live writer (locked) from one a killed process left (the kernel
+ * drops the lock with the process). Best effort: a file system without
+ * locks still gets its data written. */
+static void
+lock_tmp(ps_gzfile *f)
+{
+    while (flock(f->fd, LOCK_EX | LOCK_NB) < 0 && errno == EINTR) {
+    }
+}
+
 /* Open the file the data goes to. Preferably an unnamed O_TMPFILE inode in
  * the target's directory: it gets a name only once complete, so even a
  * SIGKILL mid-write leaves nothing behind. Where the file system lacks
@@ -171,14 +210,14 @@ randomize_tmp_name(ps_gzfile *f, int attempt)
 static int
 create_tmp(ps_gzfile *f, unsigned flags)
 {
-    size_t name_len = strlen(f->name);
-    size_t size = 1 + name_len + sizeof(TMP_INFIX) - 1 + TMP_RANDOM + 1;
+    size_t keep = tmp_name_keep(f, strlen(f->name));
+    size_t size = 1 + keep + sizeof(TMP_INFIX) - 1 + TMP_RANDOM + 1;
     if ((f->tmp_name = malloc(size)) == NULL) {
         return fail(f, PS_ENOMEM, 0, "open");
     }
     f->tmp_name[0] = '.';
-    memcpy(f->tmp_name + 1, f->name, name_len);
-    memcpy(f->tmp_name + 1 + name_len, TMP_INFIX, sizeof(TMP_INFIX) - 1);
+    memcpy(f->tmp_name + 1, f->name, keep);
+    memcpy(f->tmp_name + 1 + keep, TMP_INFIX, sizeof(TMP_INFIX) - 1);
     memset(f->tmp_name + size - 1 - TMP_RANDOM, 'X', TMP_RANDOM);
     f->tmp_name[size - 1] = '\0';
 
@@ -189,6 +228,7 @@ create_tmp(ps_gzfile *f, unsigned flags)
     }
     if (f->fd >= 0) {
         f->unnamed = 1;
+        lock_tmp(f);
         return 0;
     }
     /* EOPNOTSUPP, EISDIR (kernel without O_TMPFILE), EINVAL: no O_TMPFILE
@@ -200,6 +240,7 @@ create_tmp(ps_gzfile *f, unsigned flags)
                        O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
         if (f->fd >= 0) {
             f->tmp_created = 1;
+            lock_tmp(f);
             return 0;
         }
         if (errno != EEXIST) {

@@ -4,6 +4,7 @@
 #include "binding.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "ps_collapsed.h"
@@ -260,6 +261,28 @@ dumps(PyObject *obj)
     return bytes;
 }
 
+/* 0 if `builds` is a list of dicts (JSON objects, which is what a reader
+ * accepts), else -1 with a TypeError naming the first bad item. */
+static int
+check_builds(PyObject *builds)
+{
+    if (!PyList_Check(builds)) {
+        PyErr_Format(PyExc_TypeError, "builds must be a list or None, got %s",
+                     Py_TYPE(builds)->tp_name);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(builds); i++) {
+        PyObject *build = PyList_GET_ITEM(builds, i);  /* borrowed */
+        if (!PyDict_Check(build)) {
+            PyErr_Format(PyExc_TypeError,
+                         "builds[%zd] must be a dict (a JSON object), got %s",
+                         i, Py_TYPE(build)->tp_name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static PyObject *
 Period_write(PeriodObject *self, PyObject *args, PyObject *kwargs)
 {
@@ -275,8 +298,7 @@ Period_write(PeriodObject *self, PyObject *args, PyObject *kwargs)
                                      &path_obj, &builds, &meta, &level)) {
         return NULL;
     }
-    if (builds != Py_None && !PyList_Check(builds)) {
-        PyErr_SetString(PyExc_TypeError, "builds must be a list or None");
+    if (builds != Py_None && check_builds(builds) < 0) {
         return NULL;
     }
     if (meta != Py_None && !PyDict_Check(meta)) {
@@ -349,6 +371,67 @@ error:
     return result;
 }
 
+/* A rotation starts the next period a moment before it finishes the last
+ * one: chunks of one sampler overlap by that much, never more. */
+#define CONCAT_MAX_OVERLAP_NS 1000000000LL
+
+/* "100", "12.5": millihertz as decimal text, locale-independent. */
+static void
+format_hz(char *text, size_t size, uint64_t mhz)
+{
+    int n = snprintf(text, size, "%llu", (unsigned long long)(mhz / 1000));
+    unsigned frac = (unsigned)(mhz % 1000);
+    if (frac != 0 && n > 0 && (size_t)n < size) {
+        snprintf(text + n, size - (size_t)n, ".%03u", frac);
+        for (size_t end = strlen(text); text[end - 1] == '0'; end--) {
+            text[end - 1] = '\0';
+        }
+    }
+}
+
+/* 0 if the periods can be joined into one: one mode, frequency and depth
+ * (a file has one of each), each a distinct period following the one
+ * before in time; else -1 with a ValueError naming the item. O(n). */
+static int
+check_concat(ps_period *const *items, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 1; i < n; i++) {
+        const ps_period *first = items[0], *prev = items[i - 1], *p = items[i];
+        if (p->mode != first->mode || p->frequency_mhz != first->frequency_mhz ||
+            p->max_depth != first->max_depth) {
+            char hz[32], first_hz[32];
+            format_hz(hz, sizeof(hz), p->frequency_mhz);
+            format_hz(first_hz, sizeof(first_hz), first->frequency_mhz);
+            PyErr_Format(PyExc_ValueError,
+                         "concat() needs Periods of one mode, frequency and "
+                         "max_depth: item %zd is %s %s Hz (depth %u), item 0 "
+                         "is %s %s Hz (depth %u)",
+                         i, ps_mode_name(p->mode), hz, (unsigned)p->max_depth,
+                         ps_mode_name(first->mode), first_hz,
+                         (unsigned)first->max_depth);
+            return -1;
+        }
+        /* A repeat further back starts before its predecessor: the time
+         * check below refuses it. */
+        if (p == prev) {
+            PyErr_Format(PyExc_ValueError,
+                         "concat() item %zd is item %zd again: each Period "
+                         "may appear once", i, i - 1);
+            return -1;
+        }
+        int64_t prev_end = prev->end_mono_ns ? prev->end_mono_ns
+                                             : prev->start_mono_ns;
+        if (p->start_mono_ns < prev->start_mono_ns ||
+            p->start_mono_ns < prev_end - CONCAT_MAX_OVERLAP_NS) {
+            PyErr_Format(PyExc_ValueError,
+                         "concat() needs consecutive Periods in time order: "
+                         "item %zd starts before item %zd ends", i, i - 1);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 PyObject *
 ps_period_concat_py(PyObject *module, PyObject *periods)
 {
@@ -379,6 +462,9 @@ ps_period_concat_py(PyObject *module, PyObject *periods)
             goto error;
         }
         items[i] = ((PeriodObject *)item)->period;
+    }
+    if (check_concat(items, n) < 0) {
+        goto error;
     }
     /* The sources are immutable and `seq` keeps them alive. */
     Py_BEGIN_ALLOW_THREADS

@@ -9,7 +9,8 @@ request can reach nothing but a file this module listed.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from profiler_service.profile import PROFILE_SUFFIXES, summarize
@@ -21,6 +22,7 @@ class ProfileFile:
     path: str  # real path, symlinks resolved
     size: int
     mtime: float
+    version: tuple = field(default=(), compare=False)  # (dev, ino, size, mtime_ns): changes with the file
 
 
 def _is_within(path: str, root: str) -> bool:
@@ -39,6 +41,13 @@ class ProfileCatalog:
 
     def __init__(self, paths: Iterable[str]):
         self.paths = [os.path.abspath(p) for p in paths]
+        # The summaries of the files the last listing served, by path and
+        # version. Rebuilt by each listing from the files it found, so it
+        # holds exactly what can be served: it never evicts a file it will
+        # need (an LRU of fixed size re-read every file once the served
+        # files outnumbered it) and forgets deleted files.
+        self._summaries: dict[tuple, dict[str, Any]] = {}
+        self._summaries_lock = threading.Lock()
 
     def served_paths(self) -> list[str]:
         """The files and directories served, absolute (subclasses compute them)."""
@@ -72,7 +81,8 @@ class ProfileCatalog:
         except OSError:
             return
         if os.path.isfile(real):
-            found[name] = ProfileFile(name, real, st.st_size, st.st_mtime)
+            found[name] = ProfileFile(name, real, st.st_size, st.st_mtime,
+                                      (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
 
     def resolve(self, name: str) -> ProfileFile | None:
         """The listed file called `name`, with the rules of files(), looking
@@ -100,8 +110,21 @@ class ProfileCatalog:
         return None
 
     def listing(self) -> list[dict[str, Any]]:
-        """One entry per file, newest first; blocking (run it in a thread)."""
-        entries = [self.summary(f) for f in self.files().values()]
+        """One entry per file, newest first; blocking (run it in a thread).
+        A file unchanged since the last listing is not read again."""
+        with self._summaries_lock:
+            known = self._summaries
+        current: dict[tuple, dict[str, Any]] = {}
+        entries = []
+        for profile in self.files().values():
+            key = (profile.name, profile.path, profile.version)
+            entry = known.get(key)
+            if entry is None:
+                entry = self.summary(profile)
+            current[key] = entry
+            entries.append(dict(entry))
+        with self._summaries_lock:
+            self._summaries = current
         entries.sort(key=lambda e: (e["end_ms"] or e["mtime"] * 1000, e["name"]), reverse=True)
         return entries
 

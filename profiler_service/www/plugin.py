@@ -13,9 +13,11 @@ Buildbot finds ``ep`` through the ``buildbot.www`` entry point and mounts its
 Every call goes through Buildbot's authz (``master.www.assertUserAllowed``)
 with the endpoint ``("plugins", "profiler", <call>)`` and the action ``get``
 (status, listing), ``start``, ``stop`` or ``download`` (the bytes of a
-profile, viewed or saved): ``AnyControlEndpointMatcher(role="admins")``
-matches every action but ``get``. State-changing calls are POST with a JSON
-content type, which a cross-site form cannot send.
+profile, viewed or saved); status shows file system paths only to a caller
+also allowed ``paths``: ``AnyControlEndpointMatcher(role="admins")``
+matches every action but ``get``. Authz runs before a body is parsed.
+State-changing calls are POST with a JSON content type, which a cross-site
+form cannot send.
 
 A recording started from the page is a consumer of the process-wide hub
 (``profiler_service.hub``), so it shares the sampler with a running
@@ -105,7 +107,22 @@ def plugin_options(config: Any) -> dict:
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite int or float (not a bool). An int too large for a float
+    (JSON allows 1 followed by 400 zeros) is not one."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def _short(value: object, limit: int = 40) -> str:
+    """repr(value), cut to ``limit`` characters for an error message."""
+    if isinstance(value, int) and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 _core_problem: Optional[str] = None
@@ -185,6 +202,23 @@ class RecordingControl:
             # Write the page's recording before the reactor's thread pool stops.
             master.reactor.addSystemEventTrigger("before", "shutdown", self._at_shutdown)
             self._shutdown_hooked = True
+        self._remove_stale_temp_files()
+
+    def _remove_stale_temp_files(self) -> None:
+        """In a pool thread: the temporary files a write killed mid-rename
+        left in the page's directory (``service.remove_stale_temp_files``)."""
+        from profiler_service.service import remove_stale_temp_files
+
+        def report(removed: list) -> None:
+            if removed:
+                log.msg(f"profiler www: removed {len(removed)} temporary file(s) left by an interrupted "
+                        f"write: {', '.join(removed)}")
+
+        reactor = self.master.reactor
+        d = threads.deferToThreadPool(reactor, reactor.getThreadPool(), remove_stale_temp_files,
+                                      os.path.join(self.directory, FILE_PREFIX), time.time())
+        d.addCallback(report)
+        d.addErrback(log.err)
 
     def _at_shutdown(self) -> Optional[defer.Deferred]:
         # By now the master's services (the database too) are stopped: no builds.
@@ -208,7 +242,7 @@ class RecordingControl:
         ):
             value = body.get(key, self.options[key])
             if not _is_number(value):
-                raise BadRequest(f"{key} must be a finite number ({unit}), got {value!r}")
+                raise BadRequest(f"{key} must be a finite number ({unit}), got {_short(value)}")
             if value <= 0:
                 raise BadRequest(f"{key} must be > 0 {unit}, got {value!r}")
             clamped = min(max(float(value), low), high)
@@ -217,7 +251,7 @@ class RecordingControl:
             values[key] = clamped
         mode = body.get("mode")
         if mode is not None and mode not in MODES:
-            raise BadRequest(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+            raise BadRequest(f"mode must be one of {', '.join(MODES)}, got {_short(mode)}")
         return values["frequency"], values["duration"], mode, notes
 
     def start(self, frequency: float, duration: float, mode: Optional[str]) -> None:
@@ -333,7 +367,10 @@ class RecordingControl:
             log.msg(f"profiler www: could not fetch the builds, writing the recording without them: {exc!r}")
             return []
 
-    def status(self) -> dict:
+    def status(self, show_paths: bool = False) -> dict:
+        """The page's status. File system paths (each service's basepath,
+        the page's directory) only with ``show_paths``: the caller is
+        allowed the ``paths`` action (see StatusResource); else None."""
         problem = core_problem()
         recording = None
         if self.recording is not None:
@@ -350,7 +387,7 @@ class RecordingControl:
             settings = svc_recording.settings if svc_recording is not None else None
             services.append({
                 "name": svc.name,
-                "basepath": svc.basepath,
+                "basepath": svc.basepath if show_paths else None,
                 "sampling": settings is not None,
                 "frequency": settings.frequency if settings else None,
                 "mode": settings.mode if settings else None,
@@ -362,7 +399,7 @@ class RecordingControl:
             "writing": self.finishing is not None,
             "last": self.last,
             "services": services,
-            "directory": self.directory,
+            "directory": self.directory if show_paths else None,
             "defaults": {"frequency": self.options["frequency"], "duration": self.options["duration"]},
             "limits": {
                 "frequency": [MIN_FREQUENCY, self.options["maxFrequency"]],
@@ -437,11 +474,17 @@ def respond_after_authz(master: Any, request: server.Request, call: str, action:
     gone = []
     request.notifyFinish().addErrback(lambda _: gone.append(True))
 
-    def allowed(_: Any) -> None:
+    def allowed(_: Any) -> Any:
         if gone:
-            return
+            return None
         body = render(request)
-        if body is not server.NOT_DONE_YET:
+        if isinstance(body, defer.Deferred):
+            return body.addCallback(write)
+        write(body)
+        return None
+
+    def write(body: Any) -> None:
+        if not gone and body is not server.NOT_DONE_YET:
             request.write(body)
             request.finish()
 
@@ -456,8 +499,27 @@ def respond_after_authz(master: Any, request: server.Request, call: str, action:
     return server.NOT_DONE_YET
 
 
+def is_allowed(master: Any, request: server.Request, call: str, action: str) -> defer.Deferred:
+    """Fires with True if authz allows ``action`` on ``plugins/profiler/<call>``,
+    False if it refuses it."""
+    from buildbot.www.authz import Forbidden
+
+    d = authorize(master, request, call, action)
+    d.addCallbacks(lambda _: True, lambda failure: failure.trap(Forbidden) and False)
+    return d
+
+
+def method_not_allowed(request: server.Request, allowed: tuple[bytes, ...], what: str) -> bytes:
+    """405 with the Allow header RFC 9110 asks for (Twisted itself answers
+    a method its Site does not know, such as PUT, with a 501)."""
+    request.setHeader(b"allow", b", ".join(allowed))
+    methods = " or ".join(method.decode() for method in allowed)
+    return json_body(request, {"error": f"{what} takes {methods}, not {request.method.decode('latin-1')}"}, 405)
+
+
 class Leaf(resource.Resource):
     isLeaf = True
+    methods: tuple[bytes, ...] = (b"GET", b"HEAD")
 
     def __init__(self, control: RecordingControl):
         super().__init__()
@@ -466,13 +528,23 @@ class Leaf(resource.Resource):
     def render(self, request: server.Request) -> Any:
         if request.postpath and request.postpath != [b""]:  # api/status/x
             return json_body(request, {"error": "no such API endpoint"}, 404)
+        if request.method not in self.methods:
+            return method_not_allowed(request, self.methods, "this API call")
         return super().render(request)
 
 
 class StatusResource(Leaf):
+    """``status``: a ``get``. The file system paths in it (where the files
+    are) need the ``paths`` action too, which ``AnyControlEndpointMatcher``
+    gives admins only: an anonymous user learns no server path."""
+
     def render_GET(self, request: server.Request) -> Any:
-        return respond_after_authz(self.control.master, request, "status", "get",
-                                   lambda req: json_body(req, self.control.status()))
+        def render(req: server.Request) -> defer.Deferred:
+            d = is_allowed(self.control.master, req, "status", "paths")
+            d.addCallback(lambda show_paths: json_body(req, self.control.status(show_paths)))
+            return d
+
+        return respond_after_authz(self.control.master, request, "status", "get", render)
 
 
 def read_json_body(request: server.Request) -> dict:
@@ -490,6 +562,8 @@ def read_json_body(request: server.Request) -> dict:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"body is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise BadRequest("body is not valid here: JSON nested too deeply") from None
     if not isinstance(body, dict):
         raise BadRequest(f"body must be a JSON object, got {type(body).__name__}")
     return body
@@ -498,23 +572,19 @@ def read_json_body(request: server.Request) -> dict:
 class ControlResource(Leaf):
     """``start`` or ``stop``: POST only, authorized as that action."""
 
+    methods = (b"POST",)
+
     def __init__(self, control: RecordingControl, action: str):
         super().__init__(control)
         self.action = action
 
-    def render_GET(self, request: server.Request) -> bytes:
-        request.setHeader(b"allow", b"POST")
-        return json_body(request, {"error": f"{self.action} needs POST with a JSON body"}, 405)
-
     def render_POST(self, request: server.Request) -> Any:
-        try:
-            body = read_json_body(request)
-        except BadRequest as exc:
-            return json_body(request, {"error": str(exc)}, exc.code)
+        # Authz first: nobody it refuses gets their body parsed.
         gone = []
         request.notifyFinish().addErrback(lambda _: gone.append(True))
 
         def act(_: Any) -> Any:
+            body = read_json_body(request)
             if self.action == "start":
                 frequency, duration, mode, notes = self.control.parse_start(body)
                 self.control.start(frequency, duration, mode)
@@ -551,6 +621,11 @@ class AuthorizedProfiles(ProfilesResource):
         super().__init__(catalog)
         self.control = control
 
+    def render(self, request: server.Request) -> Any:
+        if request.method not in (b"GET", b"HEAD"):
+            return method_not_allowed(request, (b"GET", b"HEAD"), "the list of profiles")
+        return super().render(request)
+
     def render_GET(self, request: server.Request) -> Any:
         return respond_after_authz(self.control.master, request, "profiles", "get", super().render_GET)
 
@@ -569,6 +644,8 @@ class AuthorizedLeaf(resource.Resource):
         self.inner, self.control = inner, control
 
     def render(self, request: server.Request) -> Any:
+        if request.method not in (b"GET", b"HEAD"):
+            return method_not_allowed(request, (b"GET", b"HEAD"), "a profile")
         return respond_after_authz(self.control.master, request, "profiles", "download", self.inner.render)
 
 

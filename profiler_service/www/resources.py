@@ -146,6 +146,11 @@ class MissingViewer(resource.Resource):
 class StaticFiles(static.File):
     """The built page; no directory listings."""
 
+    def getChild(self, path: bytes, request: server.Request) -> resource.Resource:
+        if b"\0" in path:  # /%00: no file has such a name (stat() would raise)
+            return resource.NoResource()
+        return super().getChild(path, request)
+
     def directoryListing(self) -> resource.Resource:
         return resource.NoResource()
 

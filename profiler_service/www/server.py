@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from typing import NoReturn, Sequence
 
@@ -57,11 +58,30 @@ def make_site(root):
     """A Site for root that, once ``allowed_hosts`` is filled (when bound to
     loopback), answers 421 to a request whose Host header is not a loopback
     name: a web page must not read the profiles through DNS rebinding (its
-    own name would be in Host)."""
-    from twisted.web import resource, server
+    own name would be in Host). A request line or header longer than
+    Twisted's limit (16 KiB) gets 414 or 431 before the connection closes
+    (Twisted would close it without a word)."""
+    from twisted.web import http, resource, server
+
+    class BoundedChannel(http.HTTPChannel):
+        def lineLengthExceeded(self, line: bytes) -> None:
+            if re.match(rb"[A-Z]+ ", line):
+                status = b"414 URI Too Long"
+                text = b"The request line is longer than %d bytes.\n" % self.MAX_LENGTH
+            else:
+                status = b"431 Request Header Fields Too Large"
+                text = b"A header line is longer than %d bytes.\n" % self.MAX_LENGTH
+            self.transport.write(
+                b"HTTP/1.1 " + status + b"\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(text) + text)
+            self.transport.loseConnection()
 
     class LoopbackSite(server.Site):
         allowed_hosts: set[bytes]
+
+        def protocol(self):
+            # Plain HTTP/1.1 (the server speaks no TLS, so no HTTP/2 either).
+            return BoundedChannel()
 
         def getResourceFor(self, request):
             host = (request.getHeader(b"host") or b"").lower()

@@ -2,12 +2,16 @@
  * file mode, and the failure paths (missing directory, a file where the
  * directory should be, a full disk simulated with RLIMIT_FSIZE): each leaves
  * no temporary file, the target untouched, and a retry succeeds. */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "ps_error.h"
 #include "ps_gzfile.h"
@@ -250,6 +254,79 @@ test_abandoned(void)
     ps_test_rmdir(dir);
 }
 
+/* The name of the one temporary file in `dir` (copied to `out`), or "". */
+static void
+tmp_entry(const char *dir, char *out, size_t cap)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    out[0] = '\0';
+    while (d != NULL && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.' && strstr(e->d_name, ".tmp-") != NULL) {
+            snprintf(out, cap, "%s", e->d_name);
+        }
+    }
+    if (d != NULL) {
+        closedir(d);
+    }
+}
+
+/* Target names up to NAME_MAX (255 bytes): the temporary name is cut to fit,
+ * at a UTF-8 boundary, and the writer holds an flock on it (a cleanup tells
+ * a live writer's file by it). */
+static void
+test_long_names(void)
+{
+    char dir[256], path[1024], name[256], tmp_name[256], tmp_path[1024];
+    ps_test_mkdtemp(dir, sizeof(dir));
+    /* 248 ASCII bytes; 255 bytes; 255 bytes of two-byte characters. */
+    static const size_t lengths[] = {248, 255, 255};
+    for (int k = 0; k < 3; k++) {
+        size_t len = lengths[k];
+        if (k < 2) {
+            memset(name, 'p', len);
+        }
+        else {
+            for (size_t i = 0; i + 1 < len; i += 2) {
+                memcpy(name + i, "\xC3\xA9", 2);  /* U+00E9 */
+            }
+            name[len - 1] = 'p';
+        }
+        name[len] = '\0';
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
+        ps_gzfile *f = NULL;
+        CHECK(ps_gzfile_open(path, 1, tmp_flags, &f, NULL, NULL) == PS_OK);
+        if (f == NULL) {
+            continue;
+        }
+        CHECK(ps_gzfile_write(f, "{}", 2) == PS_OK);
+        if (tmp_flags & PS_GZFILE_NAMED_TMP) {
+            tmp_entry(dir, tmp_name, sizeof(tmp_name));
+            size_t tmp_len = strlen(tmp_name);
+            CHECK(tmp_len > 12 && tmp_len <= 255 && tmp_len >= 252);
+            /* The kept part of the name ends on a character boundary. */
+            const char *infix = tmp_name + tmp_len - 11;
+            CHECK(strncmp(infix, ".tmp-", 5) == 0);
+            CHECK(strncmp(tmp_name + 1, name, (size_t)(infix - tmp_name - 1)) == 0);
+            CHECK(((unsigned char)name[infix - tmp_name - 1] & 0xC0) != 0x80);
+            snprintf(tmp_path, sizeof(tmp_path), "%s/%s", dir, tmp_name);
+            int fd = open(tmp_path, O_RDONLY);
+            CHECK(fd >= 0);
+            CHECK(flock(fd, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK);
+            close(fd);
+        }
+        CHECK(ps_gzfile_commit(f) == PS_OK);
+        ps_gzfile_close(f);
+        size_t out_len = 0;
+        char *back = ps_test_gunzip(path, &out_len);
+        CHECK(back != NULL && out_len == 2 && memcmp(back, "{}", 2) == 0);
+        free(back);
+        int tmp;
+        CHECK(ps_test_dir_entries(dir, &tmp) == k + 1 && tmp == 0);
+    }
+    ps_test_rmdir(dir);
+}
+
 int
 main(void)
 {
@@ -261,6 +338,7 @@ main(void)
         RUN(test_bad_paths);
         RUN(test_full_disk);
         RUN(test_abandoned);
+        RUN(test_long_names);
     }
     return ps_test_failures != 0;
 }

@@ -68,7 +68,7 @@
     return h('div', { className: 'bbprof-service' }, services.map((s) => h('div', { key: s.name },
       'ProfilerService ' + JSON.stringify(s.name) + ': ' +
       (s.sampling ? 'sampling (' + s.mode + ', ' + s.frequency + ' Hz)' : 'not sampling') +
-      ', files ' + s.basepath + '*')));
+      (s.basepath ? ', files ' + s.basepath + '*' : ''))));
   }
 
   function Files({ files, onOpen, error }) {

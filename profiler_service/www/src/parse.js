@@ -152,9 +152,15 @@ function parseLegacy(doc) {
   const nodeOfStack = new Map();
   const t = [], thread = [], node = [];
   const loadT = [], loadCpu = [], loadMem = [];
-  const start = raw.length ? Number(raw[0].time) * 1000 : 0;
   raw.forEach((s, i) => {
     need(s && typeof s.time === 'number' && s.threads && typeof s.threads === 'object', `malformed 1.x profile: sample ${i} lacks time or threads`);
+  });
+  // Times can go backwards (the 1.x handler re-entered by the next tick): take
+  // the samples in time order, ties in file order (Array sort is stable).
+  const order = raw.map((_, i) => i).sort((a, b) => raw[a].time - raw[b].time);
+  const start = order.length ? raw[order[0]].time * 1000 : 0;
+  order.forEach((i) => {
+    const s = raw[i];
     const ms = s.time * 1000 - start;
     if (Array.isArray(s.cpu) && s.cpu.length) {
       loadT.push(ms);
@@ -187,7 +193,7 @@ function parseLegacy(doc) {
     }
   });
   const n = t.length;
-  const lastMs = raw.length ? raw[raw.length - 1].time * 1000 : 0;
+  const lastMs = order.length ? raw[order[order.length - 1]].time * 1000 : 0;
   const model = {
     format: '1.x',
     meta: { frequency: doc.frequency, gatherperiod: doc.gatherperiod, start_ms: start, end_ms: lastMs },
