@@ -24,6 +24,7 @@ from typing import Any, Callable, Optional
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import bench_master  # noqa: E402
+import load_scaling  # noqa: E402
 from common import (  # noqa: E402
     HERE, PYTHON, ROOT, config_label, machine_info, median, run_child, scratch_dir,
     spread, tool_available,
@@ -653,6 +654,8 @@ def render(data: dict[str, Any], smoke: bool) -> str:
     if data.get("analysis"):
         w(data["analysis"])
         w("")
+    if data.get("load_scaling"):
+        w(data["load_scaling"])
     w("## Tools")
     w("")
     for line in data["tools"]:
@@ -800,6 +803,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         if data["profiles"] else
         f"Not profiled in this run ({'smoke run' if args.smoke else 'perf unavailable: ' + perf_err})."
     )
+
+    log("load() against input size")
+    data["load_scaling"] = load_scaling.section(args.smoke)
 
     data["analysis"] = analysis(data, ticks)
     data["summary"] = summary_rows(data, acc, ticks, ours_busy, anchor_busy)

@@ -10,8 +10,11 @@ arguments, without a leading ``serve``, to ``profiler_service.www.server.main``
 (which returns an exit status), or says in one line that the viewer is not
 installed. The viewer's own options are parsed there, not here.
 
-User mistakes (a missing or bad file, a bad option, an unwritable output)
-print one line on stderr and exit with a non-zero status, never a traceback.
+User mistakes (a missing or bad file, a bad option, an unwritable output,
+an export too large) print one line on stderr and exit with a non-zero
+status, never a traceback. ``-o OUT`` never replaces what is not a regular
+file (see ``exports.write_output``); the output is built before it is
+opened, so a failure leaves no partial file.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import shutil
 import sys
 from typing import NoReturn, Optional, Sequence, TextIO
 
-from .exports import to_collapsed, to_speedscope, top_functions, write_atomically
+from .exports import ExportTooLarge, to_collapsed, to_speedscope, top_functions, write_output
 from .profile import LEGACY_FORMAT, Profile, ProfileError, load
 
 PROG = "bbprofiler"
@@ -74,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("file", metavar="FILE")
     export.add_argument("--format", "-f", required=True, choices=("speedscope", "collapsed"))
     export.add_argument("-o", "--output", metavar="OUT", default="-",
-                        help="output file (default: standard output); written atomically")
+                        help="output file (default '-': standard output). A file is replaced "
+                        "atomically (through a symbolic link, the file it points to); a device "
+                        "or a FIFO is written into, never replaced")
     export.add_argument("--weights", action="store_true",
                         help="collapsed: count CPU microseconds instead of samples")
     _add_selection(export)
@@ -153,16 +158,19 @@ def _export(options: argparse.Namespace) -> int:
         raise CliError("--weights only applies to --format collapsed")
     profile = _load(options.file)
     selection = _selection(profile, options)
-    if options.format == "speedscope":
-        text = json.dumps(to_speedscope(profile, **selection), separators=(",", ":"))
-    else:
-        text = to_collapsed(profile, weights=options.weights, **selection)
+    try:
+        if options.format == "speedscope":
+            text = json.dumps(to_speedscope(profile, **selection), separators=(",", ":"))
+        else:
+            text = to_collapsed(profile, weights=options.weights, **selection)
+    except ExportTooLarge as e:
+        raise CliError(str(e)) from None
     if options.output == "-":
         _write(sys.stdout, text)
         sys.stdout.flush()
         return 0
     try:
-        write_atomically(options.output, text)
+        write_output(options.output, text)
     except OSError as e:
         raise CliError(f"cannot write {options.output}: {e.strerror or e}") from None
     return 0
@@ -188,7 +196,12 @@ def _duration(seconds: float) -> str:
 def _utc(ms: int) -> str:
     import datetime
 
-    stamp = datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc)
+    # load() keeps times within years 1970 to 9999; a Profile built by
+    # other code still gets its number rather than a traceback.
+    try:
+        stamp = datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return f"{ms} ms"
     return stamp.strftime("%Y-%m-%d %H:%M:%SZ")
 
 

@@ -10,29 +10,65 @@
 Every export takes the same selection: ``start_ms``/``end_ms`` (epoch ms,
 ``start_ms <= time < end_ms``, either may be None) and ``thread`` (None, a
 thread name, or an ident / native id; see ``Profile.thread_indexes``).
+
+Costs: ``top_functions`` is linear in the file (samples plus stacks). An
+export writes every stack out in full, so its size is the sum of the depths
+of what it lists, which a deep stack tree makes quadratic in the file: an
+export that would hold more than ``MAX_EXPORT_FRAMES`` frames is refused
+(:class:`ExportTooLarge`) before anything is built.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import tempfile
-from typing import Any, NamedTuple, Optional, Union
+from typing import Any, Iterable, NamedTuple, Optional, Union
 
 from .profile import Frame, Profile
 
 __all__ = [
+    "MAX_EXPORT_FRAMES",
     "SPEEDSCOPE_SCHEMA",
+    "ExportTooLarge",
     "FunctionStats",
     "collapsed_label",
     "to_collapsed",
     "to_speedscope",
     "top_functions",
     "write_atomically",
+    "write_output",
 ]
 
 SPEEDSCOPE_SCHEMA = "https://www.speedscope.app/file-format-schema.json"
 
 ThreadSelector = Union[None, str, int]
+
+MAX_EXPORT_FRAMES = 20_000_000
+"""The most frames (summed over its stacks) one export may hold: about
+200 MB of collapsed text, 1 GB of memory to build a speedscope document."""
+
+
+class ExportTooLarge(ValueError):
+    """The export would hold more than MAX_EXPORT_FRAMES frames; ``str()``
+    is one line naming the file and how to select less."""
+
+    def __init__(self, profile: Profile, frames: int) -> None:
+        super().__init__(
+            f"{profile.source}: the export would hold {frames} frames, more than the limit of "
+            f"{MAX_EXPORT_FRAMES} (select a thread or a time range)")
+
+
+def _check_size(profile: Profile, stacks: Iterable[int], extra_per_stack: int = 0) -> None:
+    """Refuse before building an export listing these stacks (repeats
+    counted) if it would hold too many frames."""
+    depths = profile.stack_depths()
+    frames = 0
+    for stack in stacks:
+        frames += depths[stack] + extra_per_stack
+    if frames > MAX_EXPORT_FRAMES:
+        raise ExportTooLarge(profile, frames)
 
 
 def _clean(text: str) -> str:
@@ -78,12 +114,12 @@ def to_collapsed(
     (thread index, then stack id), so for a period's file the text is the
     same as the period's own ``collapsed()``.
     """
+    counts = sorted(_selected_counts(profile, start_ms, end_ms, thread).items())
+    _check_size(profile, (stack for (_, stack), _ in counts))
     labels = [collapsed_label(f) for f in profile.frames]
     names = [_clean(t.name) for t in profile.threads]
     lines = []
-    for (thread_index, stack), (count, weight) in sorted(
-        _selected_counts(profile, start_ms, end_ms, thread).items()
-    ):
+    for (thread_index, stack), (count, weight) in counts:
         path = ";".join(labels[f] for f in profile.stack_path(stack))
         lines.append(f"{names[thread_index]};{path} {weight if weights else count}\n")
     return "".join(lines)
@@ -158,9 +194,24 @@ def to_speedscope(
     per_thread: dict[int, _SampledProfile] = {}
     sample_thread, sample_stack, sample_weight = (
         profile.sample_thread, profile.sample_stack, profile.sample_weight_us)
-    for i in profile.select(start_ms, end_ms, thread):
+    selected = profile.select(start_ms, end_ms, thread)
+    # Each run of equal (thread, stack) samples is written twice: with its
+    # thread's root frame in the first profile, without it in the thread's.
+    runs = []
+    last = None
+    for i in selected:
+        key = (sample_thread[i], sample_stack[i])
+        if key != last:
+            runs.append(key[1])
+            last = key
+    _check_size(profile, runs + runs, 1)
+    del runs
+    paths: dict[int, list[int]] = {}  # one list per stack, shared by its samples
+    for i in selected:
         thread_index, stack, weight = sample_thread[i], sample_stack[i], sample_weight[i]
-        path = list(profile.stack_path(stack))
+        path = paths.get(stack)
+        if path is None:
+            path = paths[stack] = list(profile.stack_path(stack))
         key = (thread_index, stack)
         everything.add(key, [root_frame(thread_index)] + path, weight)
         builder = per_thread.get(thread_index)
@@ -201,27 +252,38 @@ def top_functions(
     ``sort`` is ``"self"`` (by self weight, then total) or ``"total"``. A
     frame that appears several times on one stack (recursion) counts once in
     its total.
+
+    Linear in samples plus stacks, whatever the depth: the samples of each
+    stack are summed up the tree (parents come first), and a frame's total
+    is the sum over its outermost calls (``Profile.outermost``).
     """
     if sort not in ("self", "total"):
         raise ValueError(f"sort must be 'self' or 'total', not {sort!r}")
-    by_stack: dict[int, list[int]] = {}
+    n_stacks = len(profile.stack_parent)
+    stack_samples, stack_weight = [0] * n_stacks, [0] * n_stacks
     for (_, stack), (count, weight) in _selected_counts(profile, start_ms, end_ms, thread).items():
-        entry = by_stack.setdefault(stack, [0, 0])
-        entry[0] += count
-        entry[1] += weight
+        stack_samples[stack] += count
+        stack_weight[stack] += weight
     n_frames = len(profile.frames)
     self_samples, self_weight = [0] * n_frames, [0] * n_frames
     total_samples, total_weight = [0] * n_frames, [0] * n_frames
-    all_samples = all_weight = 0
-    for stack, (count, weight) in by_stack.items():
-        all_samples += count
-        all_weight += weight
-        leaf = profile.stack_frame[stack]
-        self_samples[leaf] += count
-        self_weight[leaf] += weight
-        for frame in set(profile.stack_path(stack)):
-            total_samples[frame] += count
-            total_weight[frame] += weight
+    all_samples, all_weight = sum(stack_samples), sum(stack_weight)
+    parent, frame, outermost = profile.stack_parent, profile.stack_frame, profile.outermost()
+    for stack in range(n_stacks):  # self time, before the sums below change the lists
+        if stack_samples[stack]:
+            self_samples[frame[stack]] += stack_samples[stack]
+            self_weight[frame[stack]] += stack_weight[stack]
+    for stack in range(n_stacks - 1, -1, -1):  # children before their parents
+        count = stack_samples[stack]
+        if not count:
+            continue
+        if outermost[stack]:
+            total_samples[frame[stack]] += count
+            total_weight[frame[stack]] += stack_weight[stack]
+        up = parent[stack]
+        if up >= 0:
+            stack_samples[up] += count
+            stack_weight[up] += stack_weight[stack]
     stats = [
         FunctionStats(profile.frames[f], self_samples[f], total_samples[f], self_weight[f], total_weight[f])
         for f in range(n_frames)
@@ -234,9 +296,73 @@ def top_functions(
     return stats, all_samples, all_weight
 
 
+def write_output(path: Union[str, os.PathLike[str]], text: str) -> None:
+    """Write an export (UTF-8) to path, never replacing what is not a file.
+
+    - A regular file, or a name that does not exist: replaced atomically
+      (``write_atomically``). Through a symbolic link, the file the link
+      points to is replaced and the link kept.
+    - ``/dev/stdout``, ``/dev/stderr``, ``/dev/fd/N``: written to that open
+      descriptor, where it is (as ``-`` writes to standard output).
+    - A character device (``/dev/null``, a terminal) or a FIFO: written into
+      in place, as a shell redirection does; a FIFO waits for its reader.
+    - Anything else (a directory, a socket, a block device): refused.
+
+    Raises OSError (with a one-line ``strerror``).
+    """
+    name = os.fspath(path)
+    descriptor = _descriptor_named(name)
+    if descriptor is not None:
+        _write_all(descriptor, text.encode("utf-8"))
+        return
+    try:
+        st = os.stat(name)  # follows links: the kind of what is written
+    except FileNotFoundError:
+        st = None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        if not (stat.S_ISCHR(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
+            raise OSError(errno.EINVAL, f"{_kind_of(st.st_mode)}, not replaced by the export", name)
+        fd = os.open(name, os.O_WRONLY | os.O_NOCTTY | os.O_CLOEXEC)
+        try:
+            _write_all(fd, text.encode("utf-8"))
+        finally:
+            os.close(fd)
+        return
+    write_atomically(os.path.realpath(name), text)
+
+
+_STANDARD_NAMES = {"/dev/stdout": 1, "/dev/stderr": 2}
+
+
+def _descriptor_named(name: str) -> Optional[int]:
+    """The descriptor a /dev/stdout-like name means, or None."""
+    if name in _STANDARD_NAMES:
+        return _STANDARD_NAMES[name]
+    for prefix in ("/dev/fd/", "/proc/self/fd/"):
+        if name.startswith(prefix) and name[len(prefix):].isdigit():
+            return int(name[len(prefix):])
+    return None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _kind_of(mode: int) -> str:
+    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISLNK, "a symbolic link")):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
 def write_atomically(path: Union[str, os.PathLike[str]], text: str) -> None:
     """Write text to path through a temporary file in the same directory and
-    a rename, so path is never seen half-written. Raises OSError."""
+    a rename, so path is never seen half-written. Raises OSError, also if
+    path is (or has become) something other than a regular file: a rename
+    would replace a device node or a FIFO."""
     directory = os.path.dirname(os.path.abspath(path))
     fd, temporary = tempfile.mkstemp(prefix=".bbprofiler-", suffix=".tmp", dir=directory)
     try:
@@ -245,6 +371,13 @@ def write_atomically(path: Union[str, os.PathLike[str]], text: str) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.chmod(temporary, 0o666 & ~_umask())
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            pass
+        else:
+            if not stat.S_ISREG(st.st_mode):
+                raise OSError(errno.EINVAL, f"{_kind_of(st.st_mode)}, not replaced", os.fspath(path))
         os.replace(temporary, path)
     except BaseException:
         try:

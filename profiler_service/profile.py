@@ -17,10 +17,13 @@ is built, so code using a Profile can index its arrays without checks.
 from __future__ import annotations
 
 import codecs
+import io
 import json
 import math
 import operator
 import os
+import re
+import stat
 import threading
 import zlib
 from array import array
@@ -29,7 +32,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from itertools import accumulate
 from pathlib import Path
-from typing import Any, Iterable, NamedTuple, Optional, Union
+from typing import Any, Iterator, NamedTuple, Optional, Union
 
 __all__ = [
     "FORMAT_NAME",
@@ -61,8 +64,13 @@ LEGACY_DEFAULT_FREQUENCY = 100
 MAX_FREQUENCY = 10000
 """The highest sampling frequency a file may declare (Hz), as the schema says."""
 
-MAX_DOCUMENT_BYTES = 512 << 20
-"""A document that decompresses to more than this is refused (gzip bombs)."""
+MAX_DOCUMENT_BYTES = 256 << 20
+"""A file, or the JSON document a gzip file decompresses to, larger than this
+is refused (gzip bombs). Reading peaks at about 8 to 12 times the JSON's size
+in memory (docs/FORMAT.md, "What readers accept")."""
+
+MAX_TIME_MS = 253402300799999
+"""The latest time a file may name: 9999-12-31T23:59:59.999Z."""
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -165,7 +173,7 @@ class Profile:
     sample_weight_us: array
     load: Load
     builds: list[dict[str, Any]]
-    _paths: dict[int, tuple[int, ...]] = field(default_factory=dict, repr=False)
+    _outermost: Optional[bytearray] = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.sample_stack)
@@ -181,18 +189,66 @@ class Profile:
         return (self.end_ms - self.start_ms) / 1000
 
     def stack_path(self, stack: int) -> tuple[int, ...]:
-        """Frame ids of a stack, root first (cached)."""
-        path = self._paths.get(stack)
-        if path is None:
-            frames = []
-            node = stack
-            parent, frame = self.stack_parent, self.stack_frame
-            while node >= 0:
-                frames.append(frame[node])
-                node = parent[node]
-            path = tuple(reversed(frames))
-            self._paths[stack] = path
-        return path
+        """Frame ids of a stack, root first.
+
+        Costs the stack's depth and keeps nothing: caching every stack's
+        path would cost the sum of all depths, quadratic in the file for a
+        deep tree (a chain of stacks).
+        """
+        frames = []
+        node = stack
+        parent, frame = self.stack_parent, self.stack_frame
+        while node >= 0:
+            frames.append(frame[node])
+            node = parent[node]
+        frames.reverse()
+        return tuple(frames)
+
+    def stack_depths(self) -> array:
+        """The number of frames of every stack (linear: parents come first)."""
+        depths = array("q", bytes(8 * len(self.stack_parent)))
+        for node, parent in enumerate(self.stack_parent):
+            depths[node] = depths[parent] + 1 if parent >= 0 else 1
+        return depths
+
+    def outermost(self) -> bytearray:
+        """1 for every stack whose leaf frame appears nowhere above it on its
+        own path (the outermost call of a recursive function), else 0.
+
+        One walk over the tree with a count per frame of its calls on the
+        current path: linear in the number of stacks. Cached.
+        """
+        if self._outermost is not None:
+            return self._outermost
+        n_stacks = len(self.stack_parent)
+        parent, frame = self.stack_parent, self.stack_frame
+        # Children in CSR form: slot 0 the roots, slot s + 1 the children of s.
+        start = [0] * (n_stacks + 2)
+        for p in parent:
+            start[p + 2] += 1
+        for i in range(2, n_stacks + 2):
+            start[i] += start[i - 1]
+        fill = start[:n_stacks + 1]
+        children = [0] * n_stacks
+        for node, p in enumerate(parent):
+            children[fill[p + 1]] = node
+            fill[p + 1] += 1
+        outermost = bytearray(n_stacks)
+        on_path = [0] * len(self.frames)
+        pending = children[start[0]:start[1]]
+        while pending:
+            node = pending.pop()
+            if node < 0:  # leaving ~node's subtree
+                on_path[frame[~node]] -= 1
+                continue
+            f = frame[node]
+            if not on_path[f]:
+                outermost[node] = 1
+            on_path[f] += 1
+            pending.append(~node)
+            pending.extend(children[start[node + 1]:start[node + 2]])
+        self._outermost = outermost
+        return outermost
 
     def thread_indexes(self, thread: Union[None, str, int]) -> Optional[list[int]]:
         """Indexes into ``threads`` selected by ``thread``.
@@ -247,92 +303,150 @@ class Profile:
 # Bytes to JSON
 
 
-def _read(path: PathLike, limit: int) -> bytes:
-    """The file's bytes; more than limit is refused (also for endless
-    files such as /dev/zero, which stat() does not size)."""
-    with open(path, "rb") as f:
-        if os.fstat(f.fileno()).st_size > limit:
-            raise _Invalid(f"file is larger than {limit} bytes")
-        parts = []
-        total = 0
-        while True:
-            chunk = f.read(1 << 20)
-            if not chunk:
-                return b"".join(parts)
-            total += len(chunk)
-            if total > limit:
-                raise _Invalid(f"file is larger than {limit} bytes")
-            parts.append(chunk)
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 
-def _is_gzip(data: bytes) -> bool:
-    return data[:2] == b"\x1f\x8b"
+def _kind_of_file(mode: int) -> str:
+    return next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
 
 
-_GZIP_INPUT_STEP = 1 << 16  # input per decompress() call: output stays bounded
+def _open_regular(path: PathLike) -> tuple[Any, os.stat_result]:
+    """path opened for reading, and its fstat; refuses anything but a regular
+    file without blocking: opening a FIFO for reading would wait for a
+    writer, so the open is non-blocking and the kind is checked on the
+    opened descriptor (no window between a check and the open)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _Invalid(f"not a regular file ({_kind_of_file(st.st_mode)})")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb"), st
+    except BaseException:
+        os.close(fd)
+        raise
 
 
-def _gunzip(data: bytes, limit: int) -> bytes:
-    """Every gzip member of data, refusing more than limit bytes of output.
+_READ_STEP = 1 << 20
+_GZIP_MAGIC = b"\x1f\x8b"
 
-    Input goes in slices so no single call can produce more than about a
-    thousand times a slice (deflate's best ratio), whatever the file.
-    """
-    parts = []
+
+def _read_document(f: Any, size: int, limit: int) -> tuple[str, bool]:
+    """The JSON text of an open file, plain or gzip (every member), and
+    whether it was compressed. More than limit bytes of file or of JSON is
+    refused. The output is decoded as it comes, so memory stays about twice
+    the JSON's size (the decoded parts, then the joined text)."""
+    if size > limit:
+        raise _Invalid(f"file is larger than {limit} bytes")
+    first = f.read(_READ_STEP)
+    if not first:
+        raise _Invalid("empty file")
+    compressed = first[:2] == _GZIP_MAGIC
+    if compressed and size >= 18:
+        # ISIZE, the last member's length mod 2**32, is at most the real
+        # length of an intact stream. When it says more than limit, inflate
+        # once keeping nothing: a bomb made by gzip then costs no memory,
+        # and a cut or corrupt file still gets its own error.
+        f.seek(size - 4)
+        claimed = int.from_bytes(f.read(4), "little")
+        f.seek(len(first))
+        if claimed > limit:
+            for _ in _inflate(f, first, limit):
+                pass
+            f.seek(len(first))
+    pieces = _inflate(f, first, limit) if compressed else _plain(f, first, limit)
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    parts: list[str] = []
     total = 0
-    view = memoryview(data)
-    while True:
-        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        position = 0
-        while position < len(view) and not d.eof:
-            chunk = d.decompress(view[position:position + _GZIP_INPUT_STEP])
-            position += _GZIP_INPUT_STEP
-            total += len(chunk)
+    try:
+        for piece in pieces:
+            parts.append(decoder.decode(piece))
+            total += len(piece)
+        parts.append(decoder.decode(b"", True))
+    except UnicodeDecodeError as e:
+        where = "gzip data is not" if compressed else "not gzip and not JSON:"
+        raise _Invalid(f"{where} UTF-8 text ({e.reason} at byte {total + e.start})") from None
+    text = "".join(parts)
+    del parts
+    return text, compressed
+
+
+def _plain(f: Any, first: bytes, limit: int) -> Iterator[bytes]:
+    """The bytes of f from first on, refusing more than limit in all."""
+    total = 0
+    chunk = first
+    while chunk:
+        total += len(chunk)
+        if total > limit:
+            raise _Invalid(f"file is larger than {limit} bytes")
+        yield chunk
+        chunk = f.read(_READ_STEP)
+
+
+def _inflate(f: Any, first: bytes, limit: int) -> Iterator[bytes]:
+    """Every gzip member of f from first on, inflated in pieces of at most
+    _READ_STEP bytes, refusing more than limit bytes of output."""
+    total = 0
+    chunk = first
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        while chunk:
+            # max_length bounds each call's output, whatever the ratio.
+            out = inflater.decompress(chunk, _READ_STEP)
+            chunk = inflater.unconsumed_tail
+            if inflater.eof:
+                chunk = inflater.unused_data
+                while len(chunk) < 2:  # another member, or the end of the file
+                    more = f.read(_READ_STEP)
+                    if not more:
+                        break
+                    chunk += more
+                if chunk:
+                    if chunk[:2] != _GZIP_MAGIC:
+                        raise _Invalid("unexpected bytes after the gzip data")
+                    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            elif not chunk:
+                chunk = f.read(_READ_STEP)
+                if not chunk:
+                    # All input taken: what zlib still holds is a few bytes
+                    # (a match under way), not a bomb.
+                    out += inflater.flush()
+            total += len(out)
             if total > limit:
                 raise _Invalid(f"gzip data decompresses to more than {limit} bytes")
-            parts.append(chunk)
-        if not d.eof:
-            raise _Invalid("truncated gzip data (the file ends mid-stream)")
-        rest = d.unused_data + bytes(view[position:])
-        if not rest:
-            return b"".join(parts)
-        if not _is_gzip(rest):
-            raise _Invalid("unexpected bytes after the gzip data")
-        view = memoryview(rest)
+            yield out
+    except zlib.error as e:
+        raise _Invalid(f"corrupt gzip data ({e})") from None
+    if not inflater.eof:
+        raise _Invalid("truncated gzip data (the file ends mid-stream)")
 
 
 def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def _parse_json(data: bytes, compressed: bool) -> Any:
-    if not data.strip():
+def _parse_json(text: str, compressed: bool) -> Any:
+    if not text.strip():
         raise _Invalid("empty gzip data" if compressed else "empty file")
     try:
-        return json.loads(data, parse_constant=_reject_constant)
+        return json.loads(text, parse_constant=_reject_constant)
     except RecursionError:
         raise _Invalid("JSON nested too deeply") from None
-    except UnicodeDecodeError as e:
-        raise _Invalid(f"not UTF-8 text ({e.reason} at byte {e.start})") from None
     except ValueError as e:
         what = "gzip data is not JSON" if compressed else "not gzip and not JSON"
         raise _Invalid(f"{what}: {e}") from None
 
 
-def _decode(data: bytes, limit: int) -> Any:
-    if not data:
-        raise _Invalid("empty file")
-    compressed = _is_gzip(data)
-    if compressed:
-        try:
-            data = _gunzip(data, limit)
-        except zlib.error as e:
-            raise _Invalid(f"corrupt gzip data ({e})") from None
-    return _parse_json(data, compressed)
-
-
 # --------------------------------------------------------------------------
 # Validation helpers. They raise _Invalid with the member's path.
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _object(value: Any, where: str) -> dict:
@@ -375,9 +489,27 @@ def _int(value: Any, where: str, minimum: Optional[int] = None) -> int:
     return value
 
 
+def _time_ms(value: Any, where: str) -> int:
+    """A time in ms since the Unix epoch, from 1970 to the end of year 9999
+    (what a calendar date can show)."""
+    time_ms = _int(value, where, 0)
+    if time_ms > MAX_TIME_MS:
+        raise _Invalid(f"{where} is {time_ms}, after the year 9999 (expected <= {MAX_TIME_MS})")
+    return time_ms
+
+
 def _str(value: Any, where: str) -> str:
+    """A string member; a lone surrogate (a JSON escape such as \\ud800 that
+    is not half of a pair, so not a character) becomes U+FFFD, as the writer
+    does for bytes that are not UTF-8, so every string of a Profile can be
+    encoded and every export writes the same text."""
     if type(value) is not str:
         raise _Invalid(f"{where} is {_kind(value)}, expected a string")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            value = _LONE_SURROGATE.sub("\ufffd", value)
     return value
 
 
@@ -458,8 +590,8 @@ def _v1_version(doc: dict) -> int:
 
 def _v1_meta(meta: dict) -> tuple[int, int, str, float, int]:
     """start_ms, end_ms, mode, frequency and ram_kb (0 if unknown) of meta."""
-    start_ms = _int(_member(meta, "start_ms", "meta"), "meta.start_ms", 0)
-    end_ms = _int(_member(meta, "end_ms", "meta"), "meta.end_ms", 0)
+    start_ms = _time_ms(_member(meta, "start_ms", "meta"), "meta.start_ms")
+    end_ms = _time_ms(_member(meta, "end_ms", "meta"), "meta.end_ms")
     if end_ms < start_ms:
         raise _Invalid(f"meta.end_ms ({end_ms}) is before meta.start_ms ({start_ms})")
     mode = _str(_member(meta, "mode", "meta"), "meta.mode")
@@ -497,9 +629,8 @@ def _from_v1(doc: dict, source: str) -> Profile:
             _str(_member(t, "name", where), f"{where}.name"),
         ))
 
-    files = _list(_member(doc, "files", "the document"), "files")
-    for i, f in enumerate(files):
-        _str(f, f"files[{i}]")
+    files = [_str(f, f"files[{i}]")
+             for i, f in enumerate(_list(_member(doc, "files", "the document"), "files"))]
     frames = []
     for i, f in enumerate(_list(_member(doc, "frames", "the document"), "frames")):
         where = f"frames[{i}]"
@@ -722,9 +853,13 @@ def load(path: PathLike, *, max_bytes: int = MAX_DOCUMENT_BYTES) -> Profile:
     """
     source = os.fspath(path)
     try:
-        data = _read(path, max_bytes)
-        mtime_ms = int(os.stat(path).st_mtime * 1000)
-        return _from_document(_decode(data, max_bytes), source, mtime_ms)
+        f, st = _open_regular(path)
+        with f:
+            text, compressed = _read_document(f, st.st_size, max_bytes)
+        doc = _parse_json(text, compressed)
+        del text
+        mtime_ms = min(max(st.st_mtime_ns // 1_000_000, 0), MAX_TIME_MS)
+        return _from_document(doc, source, mtime_ms)
     except _Invalid as e:
         raise ProfileError(source, str(e)) from None
     except OSError as e:
@@ -736,9 +871,10 @@ def load(path: PathLike, *, max_bytes: int = MAX_DOCUMENT_BYTES) -> Profile:
 def loads(data: bytes, source: str = "<bytes>", *, max_bytes: int = MAX_DOCUMENT_BYTES) -> Profile:
     """``load()`` for the bytes of a file already read; ``source`` names it in errors."""
     try:
-        if len(data) > max_bytes:
-            raise _Invalid(f"file is larger than {max_bytes} bytes")
-        return _from_document(_decode(bytes(data), max_bytes), source, 0)
+        text, compressed = _read_document(io.BytesIO(data), len(data), max_bytes)
+        doc = _parse_json(text, compressed)
+        del text
+        return _from_document(doc, source, 0)
     except _Invalid as e:
         raise ProfileError(source, str(e)) from None
     except MemoryError:
@@ -794,35 +930,23 @@ def _prefix_members(text: str) -> dict:
         return members
 
 
-def _gzip_prefix(path: PathLike, verify: bool) -> Optional[str]:
-    """The first bytes of the decompressed document as text, and its size
-    (when verify, the whole stream is decompressed to check its integrity)."""
+def _gzip_prefix(path: PathLike) -> Optional[str]:
+    """The first bytes of a gzip file's document as text, or None if the
+    file is not gzip or its first member ends before them."""
     decoder = codecs.getincrementaldecoder("utf-8")()
-    prefix = []
-    kept = 0
-    total = 0
-    with open(path, "rb") as f:
+    f, _ = _open_regular(path)
+    with f:
+        if f.read(2) != _GZIP_MAGIC:
+            return None
+        f.seek(0)
         d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        while True:
+        prefix = b""
+        while len(prefix) < _SUMMARY_PREFIX_BYTES and not d.eof:
             chunk = f.read(1 << 16)
             if not chunk:
                 break
-            while chunk:
-                out = d.decompress(chunk, 1 << 20)
-                chunk = d.unconsumed_tail
-                total += len(out)
-                if total > MAX_DOCUMENT_BYTES:
-                    raise _Invalid(f"gzip data decompresses to more than {MAX_DOCUMENT_BYTES} bytes")
-                if kept < _SUMMARY_PREFIX_BYTES:
-                    prefix.append(decoder.decode(out[: _SUMMARY_PREFIX_BYTES - kept]))
-                    kept += len(out[: _SUMMARY_PREFIX_BYTES - kept])
-                if d.eof and d.unused_data:
-                    return None  # several members or trailing bytes: load() decides
-            if kept >= _SUMMARY_PREFIX_BYTES and not verify:
-                return "".join(prefix)
-        if not d.eof:
-            raise _Invalid("truncated gzip data (the file ends mid-stream)")
-    return "".join(prefix)
+            prefix += d.decompress(chunk, _SUMMARY_PREFIX_BYTES - len(prefix))
+    return decoder.decode(prefix[:_SUMMARY_PREFIX_BYTES])
 
 
 def _summary_from_header(members: dict) -> Optional[dict]:
@@ -858,11 +982,12 @@ def summarize(path: PathLike, *, verify: bool = True) -> dict:
     ``samples``, ``mode``, ``hostname`` and ``error`` (None, or the
     one-line ProfileError message; then the other facts are None).
 
-    For v1 files the facts come from the document's leading members (meta,
-    stats) without building the model; with ``verify`` (the default) the
-    whole gzip stream is still decompressed to check it is complete and
-    intact. Other files are fully loaded. Results are cached by path, size
-    and modification time.
+    With ``verify`` (the default) the file is read as ``load()`` reads it,
+    so a listing shows an error exactly for the files load() refuses.
+    Without it, the facts of a v1 file come from the document's leading
+    members (format, version, meta, stats) alone, checked as load() checks
+    them, without reading the rest; other files are still fully loaded.
+    Results are cached by path, size and modification time.
     """
     source = os.fspath(path)
     result: dict[str, Any] = {
@@ -877,6 +1002,9 @@ def summarize(path: PathLike, *, verify: bool = True) -> dict:
         return result
     result["size"] = st.st_size
     result["mtime"] = st.st_mtime
+    if not stat.S_ISREG(st.st_mode):  # never opened: a FIFO would block
+        result["error"] = str(ProfileError(source, f"not a regular file ({_kind_of_file(st.st_mode)})"))
+        return result
     key = (os.path.abspath(source), st.st_size, st.st_mtime_ns, st.st_ino, verify)
     with _summary_cache_lock:
         cached = _summary_cache.get(key)
@@ -892,20 +1020,16 @@ def summarize(path: PathLike, *, verify: bool = True) -> dict:
 
 
 def _summarize_content(path: PathLike, source: str, verify: bool) -> dict:
-    try:
-        with open(path, "rb") as f:
-            magic = f.read(2)
-        if magic == b"\x1f\x8b":
-            text = _gzip_prefix(path, verify)
+    if not verify:
+        try:
+            text = _gzip_prefix(path)
             header = _summary_from_header(_prefix_members(text)) if text is not None else None
             if header is not None:
                 return header
-    except _Invalid as e:
-        return {"error": str(ProfileError(source, str(e)))}
-    except zlib.error as e:
-        return {"error": str(ProfileError(source, f"corrupt gzip data ({e})"))}
-    except (OSError, UnicodeDecodeError):
-        pass  # load() below reports it with the right words
+        except _Invalid as e:
+            return {"error": str(ProfileError(source, str(e)))}
+        except (OSError, zlib.error, UnicodeDecodeError):
+            pass  # load() below reports it with the right words
     try:
         profile = load(path)
     except ProfileError as e:

@@ -181,3 +181,25 @@ BAD_FILES = {
     "legacy frames shape": (json.dumps({"frames": {}, "samples": []}).encode(),
                             "frames is an object, expected an array"),
 }
+
+
+def make_chain(n_stacks: int, *, n_frames: Optional[int] = None, start_ms: int = START_MS) -> dict[str, Any]:
+    """A valid v1 document whose stacks form one chain: stack i is the
+    child of stack i - 1, and each has one sample. Its size is linear in
+    n_stacks, the sum of its stacks' depths quadratic: the worst case for
+    anything that copies a stack's path. With n_frames, frames repeat
+    (frame i % n_frames), so the chain is deep recursion."""
+    n_frames = n_stacks if n_frames is None else n_frames
+    doc = make_v1([])
+    doc["meta"]["start_ms"] = start_ms
+    doc["meta"]["end_ms"] = start_ms + n_stacks + 1000
+    doc["threads"] = [{"ident": 1000, "native_id": 2000, "name": "MainThread",
+                       "samples": n_stacks, "weight": 1000 * n_stacks}]
+    doc["files"] = ["/app/deep.py"]
+    doc["frames"] = [[f"f{i}", 0, i + 1] for i in range(n_frames)]
+    doc["stacks"] = {"parent": list(range(-1, n_stacks - 1)),
+                     "frame": [i % n_frames for i in range(n_stacks)]}
+    doc["samples"] = {"dt": [1] * n_stacks, "thread": [0] * n_stacks,
+                      "stack": list(range(n_stacks)), "weight": [1000] * n_stacks}
+    doc["stats"]["samples"] = doc["stats"]["ticks"] = n_stacks
+    return doc

@@ -32,6 +32,7 @@ def test_bench_smoke_writes_the_report(tmp_path):
         "## Sampler cost per tick",
         "## Memory, file and reactor stall",
         "## Accuracy on a known CPU split",
+        "## Peak memory and time of load() against input size",
     ):
         assert heading in text, heading
     assert "The master benchmark failed" not in text

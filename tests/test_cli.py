@@ -251,3 +251,186 @@ def test_without_the_viewer(monkeypatch, capsys):
     _, err = capsys.readouterr()
     assert err == "bbprofiler: unknown command 'exprot'; commands: export, top (the viewer is not installed)\n"
     assert cli.main([]) == cli.EXIT_USAGE
+
+
+# --------------------------------------------------------------------------
+# Where export writes (issue 16: -o replaced device nodes and symlinks)
+
+
+def bbprofiler(*argv, timeout=120, **kwargs):
+    return subprocess.run([BBPROFILER, *map(str, argv)], capture_output=True, text=True,
+                          timeout=timeout, **kwargs)
+
+
+def test_export_through_a_symlink_replaces_the_file_it_points_to(tmp_path, v1_file):
+    target = tmp_path / "real.folded"
+    target.write_text("old\n")
+    link = tmp_path / "link.folded"
+    link.symlink_to(target)
+    result = bbprofiler("export", v1_file, "-f", "collapsed", "-o", link)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert target.read_text() == exports.to_collapsed(load(v1_file))
+    # A dangling link: the file it names is created, as a shell would.
+    dangling = tmp_path / "dangling.folded"
+    dangling.symlink_to(tmp_path / "new.folded")
+    assert bbprofiler("export", v1_file, "-f", "collapsed", "-o", dangling).returncode == 0
+    assert dangling.is_symlink() and (tmp_path / "new.folded").read_text() == target.read_text()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".bbprofiler-")]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a device node needs root")
+def test_export_to_a_device_writes_into_it_and_keeps_it(tmp_path, v1_file):
+    """A private copy of /dev/null (char 1:3): before, the export replaced it
+    with a regular file (as root, -o /dev/null replaced the real one)."""
+    import stat as stat_module
+
+    null = tmp_path / "null"
+    os.mknod(null, stat_module.S_IFCHR | 0o666, os.makedev(1, 3))
+    result = bbprofiler("export", v1_file, "-f", "speedscope", "-o", null)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert stat_module.S_ISCHR(os.lstat(null).st_mode) and os.lstat(null).st_rdev == os.makedev(1, 3)
+    # Through a symlink too.
+    link = tmp_path / "null-link"
+    link.symlink_to(null)
+    assert bbprofiler("export", v1_file, "-f", "collapsed", "-o", link).returncode == 0
+    assert link.is_symlink() and stat_module.S_ISCHR(os.stat(link).st_mode)
+
+
+def test_export_to_a_fifo_streams_into_it(tmp_path, v1_file):
+    import stat as stat_module
+    import threading
+
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    result = bbprofiler("export", v1_file, "-f", "collapsed", "-o", fifo, timeout=60)
+    reader.join(60)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert received == [exports.to_collapsed(load(v1_file)).encode()]
+    assert stat_module.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+def test_export_to_dev_stdout_and_dev_fd(tmp_path, v1_file):
+    expected = exports.to_collapsed(load(v1_file))
+    for name in ("/dev/stdout", "/dev/fd/1"):
+        result = bbprofiler("export", v1_file, "-f", "collapsed", "-o", name)
+        assert (result.returncode, result.stdout, result.stderr) == (0, expected, "")
+    # stdout redirected to a file that already holds a line: appended where
+    # the shell left it, not the file replaced.
+    out = tmp_path / "out.txt"
+    with open(out, "a") as f:
+        f.write("first line\n")
+        f.flush()
+        result = subprocess.run([BBPROFILER, "export", str(v1_file), "-f", "collapsed", "-o", "/dev/stdout"],
+                                stdout=f, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert result.returncode == 0 and out.read_text() == "first line\n" + expected
+
+
+def test_export_refuses_to_replace_a_socket(tmp_path, v1_file):
+    import socket
+    import stat as stat_module
+
+    path = tmp_path / "s.sock"
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(path))
+        result = bbprofiler("export", v1_file, "-f", "collapsed", "-o", path)
+    assert result.returncode == cli.EXIT_ERROR
+    assert result.stderr == f"bbprofiler: cannot write {path}: a socket, not replaced by the export\n"
+    assert stat_module.S_ISSOCK(os.lstat(path).st_mode)
+
+
+def test_failed_export_leaves_no_output(tmp_path):
+    bad = tmp_path / "bad.json.gz"
+    bad.write_bytes(b"\x1f\x8b" + bytes(30))
+    out = tmp_path / "out.json"
+    result = bbprofiler("export", bad, "-f", "speedscope", "-o", out)
+    assert result.returncode == cli.EXIT_ERROR and result.stderr.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.json.gz"]
+
+
+# --------------------------------------------------------------------------
+# Inputs that hung or tracebacked (issue 16)
+
+
+@pytest.mark.parametrize("command", [["top"], ["export", "-f", "collapsed"], ["export", "-f", "speedscope"]])
+def test_a_fifo_input_is_refused_without_hanging(tmp_path, command):
+    fifo = tmp_path / "prof.json.gz"
+    os.mkfifo(fifo)
+    result = bbprofiler(command[0], fifo, *command[1:], timeout=60)
+    assert result.returncode == cli.EXIT_ERROR
+    assert result.stderr == f"bbprofiler: {fifo}: not a regular file (a FIFO)\n"
+
+
+@pytest.mark.parametrize("member, value, words", [
+    ("end_ms", 1 << 62, "meta.end_ms is 4611686018427387904, after the year 9999"),
+    ("end_ms", 253402300800000, "meta.end_ms is 253402300800000, after the year 9999"),  # year 10000
+    ("start_ms", 10 ** 15, "meta.start_ms is 1000000000000000, after the year 9999"),
+])
+def test_times_past_year_9999_are_one_line_errors(tmp_path, member, value, words):
+    doc = make_v1()
+    doc["meta"][member] = value
+    if member == "start_ms":
+        doc["meta"]["end_ms"] = value
+    path = write_gz(tmp_path / "future.json.gz", doc)
+    for command in (["top"], ["export", "-f", "collapsed"]):
+        result = bbprofiler(command[0], path, *command[1:])
+        assert result.returncode == cli.EXIT_ERROR
+        assert result.stderr == f"bbprofiler: {path}: {words} (expected <= 253402300799999)\n"
+
+
+def test_the_last_millisecond_of_9999_is_shown(tmp_path):
+    doc = make_v1()
+    doc["meta"]["start_ms"] = 253402300799999 - 2000
+    doc["meta"]["end_ms"] = 253402300799999
+    result = bbprofiler("top", write_gz(tmp_path / "late.json.gz", doc))
+    assert result.returncode == 0 and "to 9999-12-31 23:59:59Z" in result.stdout.splitlines()[0]
+
+
+def test_lone_surrogates_are_replaced_in_every_export(tmp_path):
+    doc = make_v1()
+    doc["frames"][0][0] = "half\ud800pair"
+    doc["threads"][0]["name"] = "Main\udfffThread"
+    doc["files"][0] = "/app/\udc80run.py"
+    path = write_gz(tmp_path / "surrogates.json.gz", doc)  # json.dumps writes \\ud800 escapes
+    assert b"\\ud800" in gzip_text(path)
+    collapsed = bbprofiler("export", path, "-f", "collapsed", "-o", tmp_path / "out.folded")
+    speedscope = bbprofiler("export", path, "-f", "speedscope", "-o", tmp_path / "out.json")
+    top = bbprofiler("top", path, "--width", "200", env={**os.environ, "LANG": "C.UTF-8"})
+    for result in (collapsed, speedscope, top):
+        assert (result.returncode, result.stderr) == (0, "")
+    folded = (tmp_path / "out.folded").read_text(encoding="utf-8")
+    assert "Main\ufffdThread;half\ufffdpair (/app/\ufffdrun.py:1)" in folded
+    document = json.loads((tmp_path / "out.json").read_text(encoding="utf-8"))
+    assert {"name": "half\ufffdpair", "file": "/app/\ufffdrun.py", "line": 1} in document["shared"]["frames"]
+    assert "Main\ufffdThread" in {p["name"] for p in document["profiles"]}
+    assert "half\ufffdpair" in top.stdout
+
+
+def gzip_text(path):
+    import gzip
+
+    return gzip.decompress(Path(path).read_bytes())
+
+
+def test_an_export_too_large_is_refused_in_one_line(tmp_path):
+    """A chain of 7,000 stacks (a 50 KB file): its collapsed export would
+    list 24.5 million frames. top is linear and answers; export refuses."""
+    from profile_helpers import make_chain
+
+    path = write_gz(tmp_path / "chain.json.gz", make_chain(7000))
+    assert path.stat().st_size < 100_000
+    top = bbprofiler("top", path, "-n", "3")
+    assert top.returncode == 0 and "7000 samples" in top.stdout
+    for fmt in ("collapsed", "speedscope"):
+        out = tmp_path / f"out.{fmt}"
+        result = bbprofiler("export", path, "-f", fmt, "-o", out)
+        assert result.returncode == cli.EXIT_ERROR
+        assert result.stderr.startswith(f"bbprofiler: {path}: the export would hold ")
+        assert "more than the limit of 20000000 (select a thread or a time range)" in result.stderr
+        assert result.stderr.count("\n") == 1 and not out.exists()
+    # A time range under the limit exports.
+    ok = bbprofiler("export", path, "-f", "collapsed", "--to", "1")
+    assert ok.returncode == 0 and len(ok.stdout.splitlines()) == 999

@@ -7,6 +7,9 @@ import copy
 import gzip
 import json
 import os
+import re
+import subprocess
+import sys
 
 import jsonschema
 import pytest
@@ -186,7 +189,7 @@ DEEP_PROBLEMS = {
     "stack out of range", "thread out of range", "parent not before", "parent below -1",
     "frame out of range", "file out of range", "frame not triple", "length mismatch",
     "negative dt", "boolean in array", "float in array", "huge integer", "thread without name",
-    "no samples",
+    "no samples", "trailing garbage",
 }
 
 
@@ -202,20 +205,24 @@ def test_bad_files_raise_one_clean_error(tmp_path, name):
     assert problem in message
     assert "\n" not in message and len(message.splitlines()) == 1
     assert info.value.source == str(path) and problem in info.value.problem
-    # summarize() never raises; it reads v1 files' leading members only
-    # (format, version, meta, stats), so it sees every problem but those
-    # inside the later members.
+    # summarize() never raises, and a listing agrees with load(): the same
+    # error for every bad file.
     summary = summarize(path)
+    assert summary["error"] == message and summary["samples"] is None
+    # Without verify it reads v1 files' leading members only (format,
+    # version, meta, stats), so it sees every problem but those inside the
+    # later members.
+    quick = summarize(path, verify=False)
     if name in DEEP_PROBLEMS:
-        assert summary["error"] is None and summary["samples"] == 5
+        assert quick["error"] is None and quick["samples"] == 5
     else:
-        assert problem in summary["error"] and summary["samples"] is None
+        assert problem in quick["error"] and quick["samples"] is None
 
 
 def test_unreadable_paths(tmp_path):
     for path, problem in ((tmp_path / "missing.json.gz", "No such file or directory"),
-                          (tmp_path, "Is a directory")):
-        with pytest.raises(ProfileError, match=problem):
+                          (tmp_path, "not a regular file (a directory)")):
+        with pytest.raises(ProfileError, match=re.escape(problem)):
             load(path)
         assert problem in summarize(path)["error"]
 
@@ -229,9 +236,92 @@ def test_gzip_bomb_is_refused(tmp_path):
         load(path, max_bytes=100_000)
 
 
-def test_endless_file_is_refused():
-    with pytest.raises(ProfileError, match="^/dev/zero: file is larger than 1000000 bytes$"):
-        load("/dev/zero", max_bytes=1_000_000)
+def test_devices_are_refused():
+    for device in ("/dev/zero", "/dev/null"):
+        with pytest.raises(ProfileError, match=f"^{device}: not a regular file \\(a character device\\)$"):
+            load(device)
+        assert summarize(device)["error"] == f"{device}: not a regular file (a character device)"
+
+
+def _fifo(tmp_path, name="prof_fifo.json.gz"):
+    path = tmp_path / name
+    os.mkfifo(path)
+    return path
+
+
+def test_a_fifo_is_refused_without_blocking(tmp_path):
+    """A FIFO with no writer: opening it for reading in blocking mode waits
+    forever. The reader runs in a child process so a hang fails the test
+    (by its timeout) instead of hanging the suite."""
+    fifo = _fifo(tmp_path)
+    code = ("import sys; from profiler_service.profile import load, summarize, list_profiles, ProfileError\n"
+            "path = sys.argv[1]\n"
+            "try:\n    load(path)\nexcept ProfileError as e:\n    print(e)\n"
+            "print(summarize(path)['error'])\n"
+            "print(len(list_profiles(sys.argv[2])))\n")
+    result = subprocess.run([sys.executable, "-c", code, str(fifo), str(tmp_path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    expected = f"{fifo}: not a regular file (a FIFO)"
+    assert result.stdout.splitlines() == [expected, expected, "0"]
+
+
+def test_a_symlink_to_a_profile_is_read(tmp_path, v1_file):
+    link = tmp_path / "link.json.gz"
+    link.symlink_to(v1_file)
+    assert len(load(link)) == 5 and summarize(link)["samples"] == 5
+    fifo_link = tmp_path / "fifo-link.json.gz"
+    fifo_link.symlink_to(_fifo(tmp_path))
+    with pytest.raises(ProfileError, match="not a regular file \\(a FIFO\\)"):
+        load(fifo_link)
+
+
+def test_gzip_bomb_is_refused_before_inflating(tmp_path):
+    """A bomb made by gzip says its size in its trailer: refused with no
+    more memory than a read buffer (before, the reader inflated up to the
+    limit first: 512 MiB and an RSS of 598 MB)."""
+    import tracemalloc
+
+    path = tmp_path / "bomb.json.gz"
+    with gzip.open(path, "wb", compresslevel=9) as f:
+        f.write(b'{"format": "buildbot-profiler", "pad": "')
+        block = b"x" * (1 << 20)
+        for _ in range(40):
+            f.write(block)
+        f.write(b'"}')
+    assert path.stat().st_size < 100_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(ProfileError, match="decompresses to more than 20000000 bytes"):
+            load(path, max_bytes=20_000_000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8_000_000, peak
+
+
+def test_gzip_bomb_with_a_lying_trailer_stops_at_the_limit(tmp_path):
+    import tracemalloc
+
+    data = bytearray(gzip.compress(b"[" + b"0," * 10_000_000 + b"0]"))
+    data[-4:] = (100).to_bytes(4, "little")  # claims 100 bytes
+    path = tmp_path / "liar.json.gz"
+    path.write_bytes(bytes(data))
+    tracemalloc.start()
+    try:
+        with pytest.raises(ProfileError, match="decompresses to more than 5000000 bytes"):
+            load(path, max_bytes=5_000_000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * 5_000_000, peak
+
+
+def test_several_gzip_members_are_one_document(tmp_path):
+    text = json.dumps(make_v1()).encode()
+    path = tmp_path / "members.json.gz"
+    path.write_bytes(b"".join(gzip.compress(text[i:i + 100]) for i in range(0, len(text), 100)))
+    assert len(load(path)) == 5
 
 
 def test_error_messages_stay_on_one_line(tmp_path):
@@ -263,6 +353,25 @@ def test_summarize_checks_the_whole_gzip_stream(tmp_path):
     path.write_bytes(data[:-100])
     assert "truncated gzip" in summarize(path)["error"]
     assert summarize(path, verify=False)["error"] is None  # only the header was read
+
+
+WRONG_TYPES = {
+    "threads": {}, "files": 1, "frames": "x", "stacks": [], "samples": None, "load": True,
+    "builds": {},
+}
+
+
+@pytest.mark.parametrize("member", sorted(WRONG_TYPES))
+def test_listing_and_load_agree_on_wrong_types(tmp_path, member):
+    """A member of the wrong type after the header: the listing used to show
+    the file as fine (it read the header only), then it failed to open."""
+    doc = make_v1()
+    doc[member] = WRONG_TYPES[member]
+    path = write_gz(tmp_path / f"prof_{member}.json.gz", doc)
+    with pytest.raises(ProfileError) as info:
+        load(path)
+    [listed] = list_profiles(tmp_path)
+    assert listed["error"] == str(info.value) and listed["samples"] is None
 
 
 def test_summarize_members_in_any_order(tmp_path):
@@ -497,3 +606,90 @@ def test_legacy_builds_are_converted_and_odd_ones_tolerated(tmp_path):
                          "state_string": "building", "steps": []}
     assert (builds[1]["started_ms"], builds[1]["complete_ms"]) == (None, None)
     assert len(builds) == 2
+
+
+# --------------------------------------------------------------------------
+# Memory and time linear in the file (issue 16: a 91 KB chain of 20,000
+# stacks took top 34 s and 1.6 GB)
+
+
+def _peak_bytes(work) -> int:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        work()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("n_frames", [None, 3])  # distinct frames; deep recursion of 3
+def test_top_of_a_chain_is_linear_in_memory(tmp_path, n_frames):
+    """load() + top_functions() on chains of N and 4N stacks: a linear
+    reader's peak grows about 4x, a quadratic one (every stack's path kept)
+    16x. Memory is counted by tracemalloc, not the clock."""
+    from profile_helpers import make_chain
+
+    peaks = {}
+    for n in (2000, 8000):
+        path = write_gz(tmp_path / f"chain{n}.json.gz", make_chain(n, n_frames=n_frames))
+
+        def work():
+            profile = load(path)
+            stats, samples, _ = exports.top_functions(profile)
+            assert samples == n
+            root = min(stats, key=lambda s: s.frame.line)
+            assert root.total_samples == n  # the root is on every stack, counted once
+        peaks[n] = _peak_bytes(work)
+    assert peaks[8000] < 6 * peaks[2000], peaks
+
+
+def test_stack_path_keeps_nothing(v1_file):
+    profile = load(v1_file)
+    paths = [profile.stack_path(s) for s in range(len(profile.stack_parent))]
+    assert paths == [profile.stack_path(s) for s in range(len(profile.stack_parent))]
+    assert not any(isinstance(v, dict) and v for v in vars(profile).values()
+                   if v is not profile.meta and v is not profile.stats)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(st.lists(st.tuples(st.integers(0, 40), st.integers(0, 5), st.integers(0, 3)),
+                min_size=1, max_size=60))
+def test_top_functions_matches_the_path_definition(nodes):
+    """The linear top_functions against the definition: a sample counts in
+    the total of every distinct frame on its path."""
+    doc = make_v1()
+    parent, frame = [], []
+    for i, (p, f, _) in enumerate(nodes):
+        parent.append(p % (i + 1) - 1)  # -1 .. i - 1
+        frame.append(f % len(doc["frames"]))
+    samples = [(i, t % 2) for i, (_, _, t) in enumerate(nodes) for _ in range(t)]
+    doc["stacks"] = {"parent": parent, "frame": frame}
+    doc["samples"] = {"dt": [1] * len(samples), "thread": [t for _, t in samples],
+                      "stack": [s for s, _ in samples], "weight": [10 + s for s, _ in samples]}
+    profile = loads(gz(doc))
+    stats, total, weight = exports.top_functions(profile)
+    expected_total = collections.Counter()
+    expected_self = collections.Counter()
+    for stack, _ in samples:
+        expected_self[profile.stack_frame[stack]] += 1
+        for f in set(profile.stack_path(stack)):
+            expected_total[f] += 1
+    by_frame = {profile.frames.index(s.frame): s for s in stats}
+    assert {f: s.total_samples for f, s in by_frame.items()} == dict(expected_total)
+    assert {f: s.self_samples for f, s in by_frame.items() if s.self_samples} == dict(expected_self)
+    assert total == len(samples) and weight == sum(10 + s for s, _ in samples)
+
+
+def test_lone_surrogates_become_replacement_characters(tmp_path):
+    doc = make_v1()
+    doc["frames"][0][0] = "a\udfffb"
+    doc["threads"][1]["name"] = "\ud800"
+    doc["files"][1] = "\udc80.py"
+    doc["frames"][1][0] = "pair \ud83d\ude00 kept"
+    profile = load(write_gz(tmp_path / "s.json.gz", doc))
+    assert profile.frames[0].name == "a\ufffdb" and profile.threads[1].name == "\ufffd"
+    assert profile.frames[1].name == "pair \U0001f600 kept"
+    assert "\ufffd.py" in {f.file for f in profile.frames}
+    exports.to_collapsed(profile).encode("utf-8")  # encodes: no surrogate left
