@@ -82,7 +82,10 @@ def _waiting_threads():
     event = threading.Event()
     jobs: queue.Queue = queue.Queue()
     threads = [
-        threading.Thread(target=time.sleep, args=(30,), name="sleeper", daemon=True),
+        # Long enough to outlast the profiled windows, short enough to be
+        # joined: a sleeper that wakes up and exits during a later test runs
+        # on the CPU there, and is rightly sampled.
+        threading.Thread(target=time.sleep, args=(5,), name="sleeper", daemon=True),
         threading.Thread(target=lock_waiter, args=(lock,), name="lock-waiter"),
         threading.Thread(target=event.wait, name="event-waiter"),
         threading.Thread(target=jobs.get, name="queue-getter"),
@@ -92,6 +95,8 @@ def _waiting_threads():
         lock.release()
         event.set()
         jobs.put(None)
+        for thread in threads:
+            thread.join(10)
 
     return threads, release
 
