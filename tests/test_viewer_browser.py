@@ -34,16 +34,21 @@ from profile_helpers import LEGACY_REAL, SPEEDSCOPE_SCHEMA  # noqa: E402
 pytestmark = [needs_viewer_build, needs_chromium]
 
 
-def hot_function_of_legacy(path: Path) -> str:
-    """The 1.x file's function with the most leaf samples, counted here
+def legacy_leaf_counts(doc: dict) -> collections.Counter:
+    """Leaf samples per (function, file) of a 1.x document, counted here
     independently of the viewer (frames are [file tail, line, function])."""
-    doc = json.loads(path.read_text())
-    counts = collections.Counter()
+    counts: collections.Counter = collections.Counter()
     for sample in doc["samples"]:
         for frames in sample["threads"].values():
             if frames:
                 file, _, func = doc["frames"][frames[0]]
                 counts[(func, file)] += 1
+    return counts
+
+
+def hot_function_of_legacy(path: Path) -> str:
+    """The 1.x file's function with the most leaf samples."""
+    counts = legacy_leaf_counts(json.loads(path.read_text()))
     return counts.most_common(1)[0][0][0]
 
 
@@ -327,12 +332,7 @@ def test_real_legacy_file(page, real_legacy_site, path):
     function, every sample in time order, and each build's samples."""
     doc = json.loads(path.read_text())
     open_profile(page, real_legacy_site, path.name)
-    counts = collections.Counter()
-    for sample in doc["samples"]:
-        for frames in sample["threads"].values():
-            if frames:
-                file, _, func = doc["frames"][frames[0]]
-                counts[(func, file)] += 1
+    counts = legacy_leaf_counts(doc)
     top = max(counts.values())
     assert hot_rows(page)[0] in {func for (func, _), n in counts.items() if n == top}
     times = page.evaluate("Array.from(window.bbprofiler.state.profile.t)")
