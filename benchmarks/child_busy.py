@@ -18,7 +18,7 @@ and its figures per tick are scaled to the busy period; its file is the 1.x
 synchronous JSON dump, done on the reactor thread as 1.x did.
 
 Params: config, ticks, samples (stop at either), workers, seconds_max,
-outdir, switch_interval.
+outdir, switch_interval, lines (ours: record each frame's line; default True).
 """
 
 from __future__ import annotations
@@ -202,7 +202,8 @@ def main() -> None:
     time.sleep(0.3)
     gc.collect()
     rss0 = rss_bytes()
-    session = Session(params["config"]).start()
+    options = {"lines": params["lines"]} if "lines" in params else {}
+    session = Session(params["config"], **options).start()
     t0 = time.monotonic()
     while not enough(session, params) and time.monotonic() - t0 < params["seconds_max"]:
         time.sleep(0.05)

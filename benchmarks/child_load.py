@@ -22,7 +22,7 @@ def _status(field: str) -> int:
 def main() -> None:
     params = child_params()
     from profiler_service.exports import top_functions
-    from profiler_service.profile import ProfileError, load
+    from profiler_service.reading import ProfileError, load
 
     # Reset the high-water mark to the current RSS: the interpreter and the
     # imports are not the reader's.

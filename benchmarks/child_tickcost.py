@@ -10,7 +10,8 @@ sampler thread's CPU time / ticks (adds wake-up, GIL hand-off, load series).
 1.x-style: the frame walk alone and the whole handler (walk + psutil + append),
 timed inside the handler.
 
-Params: config, threads, depth, seconds.
+Params: config, threads, depth, seconds, lines (ours: record each frame's
+line; default True).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ def main() -> None:
     params = child_params()
     stop = start_sleepers(params["threads"], params["depth"], interval=0.5)
     time.sleep(0.1)
-    session = Session(params["config"]).start()
+    options = {"lines": params["lines"]} if "lines" in params else {}
+    session = Session(params["config"], **options).start()
     # Steady state: leave out the first half second, where the first ticks
     # of a period intern every frame and look up every thread's name.
     time.sleep(min(0.5, params["seconds"] / 2))
@@ -40,6 +42,7 @@ def main() -> None:
         "config": params["config"],
         "threads": params["threads"],
         "depth": params["depth"],
+        "lines": params.get("lines", True),
         "ticks": after["ticks"] - before["ticks"],
         "tick_us": (after["sampling_ns"] - before["sampling_ns"]) / ticks / 1000,
         "first_ticks_us": before["sampling_ns"] / max(1, before["ticks"]) / 1000,

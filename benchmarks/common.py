@@ -169,6 +169,11 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def pct(ratio: float) -> float:
+    """A ratio to its overhead in %: 1.02 is +2 %."""
+    return (ratio - 1.0) * 100.0
+
+
 def spread(values: list[float]) -> tuple[float, float]:
     """(min, max): the range over repeats, shown next to each median."""
     return (min(values), max(values)) if values else (float("nan"), float("nan"))

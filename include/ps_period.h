@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "ps_stacks.h"
+#include "ps_stall.h"
 #include "ps_vec.h"
 
 /* One kept sample: 16 bytes. */
@@ -31,8 +32,10 @@ typedef struct {
     uint64_t ident;      /* Python thread ident (threading.get_ident()) */
     uint64_t native_id;  /* kernel TID (threading.get_native_id()), 0 if unknown */
     char *name;          /* Owned, UTF-8, NUL-terminated; never NULL */
-    uint64_t samples;    /* samples kept for this thread */
+    uint64_t samples;    /* sampling intervals its samples stand for
+                            (ps_period_count_sample) */
     uint64_t weight_us;  /* sum of their weights */
+    uint64_t carry;      /* weight not yet counted, µs x millihertz */
 } ps_thread;
 
 typedef struct {
@@ -67,6 +70,7 @@ typedef struct {
     ps_vec threads;             /* ps_thread */
     ps_vec samples;             /* ps_sample, t_ms non-decreasing */
     ps_vec load;                /* ps_load, t_ms increasing */
+    ps_stall_list stalls;       /* the reactor's longest stalls */
     ps_stats stats;
 } ps_period;
 
@@ -103,6 +107,22 @@ ps_period_thread(const ps_period *p, uint16_t index)
     return (ps_thread *)ps_vec_at(&p->threads, index);
 }
 
+/* How many sampling intervals (1/frequency s) a sample of `weight_us` stands
+ * for, given what its thread carries (*carry, µs x millihertz, less than one
+ * interval; updated): the interval boundaries the thread's summed weight
+ * crosses with it (docs/FORMAT.md, "What a sample is, in each mode"; the
+ * readers compute the same). No overflow: weight_us * 10^7 mHz < 2^64. */
+static inline uint64_t
+ps_period_count_sample(uint64_t *carry, uint32_t weight_us,
+                       uint64_t frequency_mhz)
+{
+    const uint64_t interval = 1000000000u;  /* µs x millihertz */
+    uint64_t total =
+        *carry + (uint64_t)weight_us * (frequency_mhz ? frequency_mhz : 1);
+    *carry = total % interval;
+    return total / interval;
+}
+
 /* Append a sample at monotonic time `now_ns`. Returns 0 or PS_ENOMEM. */
 int ps_period_add_sample(ps_period *p, int64_t now_ns, uint16_t thread,
                          uint32_t node, uint32_t weight_us);
@@ -113,7 +133,8 @@ int ps_period_add_load(ps_period *p, int64_t now_ns, uint32_t cpu_permille,
 
 /* A new period holding `n` finished periods of one process, in time order,
  * as if they had been recorded as one: threads matched by (ident, native id),
- * frames and stacks re-interned, sample and load times re-based, counters
+ * frames and stacks re-interned, sample and load times re-based, stalls
+ * re-mapped (the longest kept), counters
  * summed. Settings come from the first period, the stack cap is the largest.
  * Returns 0 with the new period in *out, PS_EINVAL (n == 0 or out of order)
  * or PS_ENOMEM. The sources are only read. */

@@ -15,6 +15,10 @@ int64_t ps_thread_cpu_ns(uint64_t tid);
 /* CPU time consumed by the whole process in ns. */
 int64_t ps_process_cpu_ns(void);
 
+/* Kernel TIDs of this process's threads (from /proc/self/task) into `tids`,
+ * at most `cap`; returns how many, or -1 when the list cannot be read. */
+int ps_process_tids(uint64_t *tids, int cap);
+
 /* Resident set size in kB, 0 when unknown. */
 uint64_t ps_rss_kb(void);
 

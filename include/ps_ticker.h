@@ -1,8 +1,11 @@
 /* The tick source of the one process-wide sampler. In the CPU modes an
- * interval timer (ITIMER_PROF or ITIMER_VIRTUAL) raises a signal whose handler,
- * async-signal-safe, only posts a semaphore; in real mode nothing is armed and
- * the sampler paces itself on CLOCK_MONOTONIC, so no thread ever sees EINTR
- * from us. Pure C: no Python.h. */
+ * interval timer (ITIMER_PROF or ITIMER_VIRTUAL) raises a signal; its
+ * handler, async-signal-safe, either calls the poke handler (a tick landing
+ * on the main thread, or a poke this process sent: the main-thread trip, see
+ * signals.c) or posts the sampler thread's semaphore, and keeps errno. In
+ * real mode no timer is armed and the sampler paces itself on
+ * CLOCK_MONOTONIC; the handler then only serves the pokes. Pure C: no
+ * Python.h. */
 #ifndef PS_TICKER_H
 #define PS_TICKER_H
 
@@ -33,8 +36,9 @@ int ps_ticker_yield(void);
  * every signal counts as a tick for the sampler thread. */
 void ps_ticker_set_poke_handler(void (*handler)(void), long main_tid);
 
-/* Send `signum` to kernel thread `tid` of this process (tgkill). Returns 0
- * or PS_EOS. */
+/* Send `signum` to kernel thread `tid` of this process (tgkill), while our
+ * handler is on `signum` and a poke handler is set. Returns 0, PS_ESTATE
+ * (not ours now: nothing sent) or PS_EOS. */
 int ps_ticker_poke(long tid, int signum);
 
 /* Disarm the timer first, then ignore the signal (discarding one already

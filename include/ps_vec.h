@@ -27,6 +27,16 @@ void ps_vec_free(ps_vec *v);
  * is exhausted (the vector is unchanged then). */
 void *ps_vec_push(ps_vec *v);
 
+/* Keep the first `len` (<= v->len) elements; their memory stays allocated
+ * for reuse. Never allocates. */
+static inline void
+ps_vec_truncate(ps_vec *v, size_t len)
+{
+    if (len < v->len) {
+        v->len = len;
+    }
+}
+
 /* Pointer to element `i` (< len). */
 static inline void *
 ps_vec_at(const ps_vec *v, size_t i)

@@ -20,8 +20,8 @@ __all__ = ["Profiler", "ProfilerService", "load", "ProfileError", "__version__"]
 _LAZY = {
     "Profiler": ("profiler", "Profiler"),
     "ProfilerService": ("service", "ProfilerService"),
-    "load": ("profile", "load"),
-    "ProfileError": ("profile", "ProfileError"),
+    "load": ("reading", "load"),
+    "ProfileError": ("reading", "ProfileError"),
 }
 
 

@@ -1,7 +1,7 @@
 """Type stub of the private C extension profiler_service._core."""
 
 from os import PathLike
-from typing import Any, Optional, Sequence, Union, final
+from typing import Any, Callable, Optional, Sequence, Union, final
 
 @final
 class Period:
@@ -40,7 +40,12 @@ def start(
     idle: Sequence[tuple[str, str]],
     main_tid: int = 0,
     trip_signum: int = 0,
+    stall_threshold: float = 0.0,
+    stall_report: float = 0.0,
+    reactor_tid: int = 0,
+    on_stall: Optional[Callable[[float, str, str], None]] = None,
 ) -> None: ...
+def watch_poll(poll: Callable[..., Any]) -> Callable[..., Any]: ...
 def _main_tick(signum: int, frame: Any) -> None: ...
 def rotate() -> Period: ...
 def concat(periods: Sequence[Period]) -> Period: ...

@@ -24,9 +24,9 @@ import errno
 import os
 import stat
 import tempfile
-from typing import Any, Iterable, NamedTuple, Optional, Union
+from typing import Any, Callable, Iterable, NamedTuple, Optional, Union
 
-from .profile import Frame, Profile
+from .reading import Frame, Profile
 
 __all__ = [
     "MAX_EXPORT_FRAMES",
@@ -83,18 +83,22 @@ def collapsed_label(frame: Frame) -> str:
 
 
 def _selected_counts(
-    profile: Profile, start_ms: Optional[float], end_ms: Optional[float], thread: ThreadSelector
-) -> dict[tuple[int, int], list[int]]:
-    """{(thread index, stack id): [samples, weight µs]} over the selection."""
-    totals: dict[tuple[int, int], list[int]] = {}
+    profile: Profile, start_ms: Optional[float], end_ms: Optional[float], thread: ThreadSelector,
+    extra: Optional[Callable[[int], Any]] = None,
+) -> dict[tuple, list[int]]:
+    """{(thread index, stack id): [samples, weight µs]} over the selection;
+    samples are sampling intervals (``Profile.sample_count``). With
+    ``extra``, the key is (thread index, stack id, extra(sample index))."""
+    totals: dict[tuple, list[int]] = {}
     threads, stacks, weights = profile.sample_thread, profile.sample_stack, profile.sample_weight_us
+    counts = profile.sample_count
     for i in profile.select(start_ms, end_ms, thread):
-        key = (threads[i], stacks[i])
+        key = (threads[i], stacks[i]) if extra is None else (threads[i], stacks[i], extra(i))
         entry = totals.get(key)
         if entry is None:
-            totals[key] = [1, weights[i]]
+            totals[key] = [counts[i], weights[i]]
         else:
-            entry[0] += 1
+            entry[0] += counts[i]
             entry[1] += weights[i]
     return totals
 
@@ -109,8 +113,9 @@ def to_collapsed(
 ) -> str:
     """Collapsed stacks: ``thread;root;...;leaf count`` lines.
 
-    The count is the number of samples, or with ``weights`` their summed
-    weight in microseconds. Lines come in the order of ``Period.collapsed()``
+    The count is the number of sampling intervals the samples stand for
+    (``Profile.sample_count``; a stack whose samples add up to none is left
+    out), or with ``weights`` their summed weight in microseconds. Lines come in the order of ``Period.collapsed()``
     (thread index, then stack id), so for a period's file the text is the
     same as the period's own ``collapsed()``.
     """
@@ -120,6 +125,8 @@ def to_collapsed(
     names = [_clean(t.name) for t in profile.threads]
     lines = []
     for (thread_index, stack), (count, weight) in counts:
+        if not (weight if weights else count):
+            continue  # less than an interval: carried into the thread's next sample
         path = ";".join(labels[f] for f in profile.stack_path(stack))
         lines.append(f"{names[thread_index]};{path} {weight if weights else count}\n")
     return "".join(lines)
@@ -270,12 +277,12 @@ def top_functions(
     all_samples, all_weight = sum(stack_samples), sum(stack_weight)
     parent, frame, outermost = profile.stack_parent, profile.stack_frame, profile.outermost()
     for stack in range(n_stacks):  # self time, before the sums below change the lists
-        if stack_samples[stack]:
+        if stack_samples[stack] or stack_weight[stack]:
             self_samples[frame[stack]] += stack_samples[stack]
             self_weight[frame[stack]] += stack_weight[stack]
     for stack in range(n_stacks - 1, -1, -1):  # children before their parents
         count = stack_samples[stack]
-        if not count:
+        if not count and not stack_weight[stack]:
             continue
         if outermost[stack]:
             total_samples[frame[stack]] += count
@@ -287,7 +294,7 @@ def top_functions(
     stats = [
         FunctionStats(profile.frames[f], self_samples[f], total_samples[f], self_weight[f], total_weight[f])
         for f in range(n_frames)
-        if total_samples[f]
+        if total_samples[f] or total_weight[f]
     ]
     if sort == "self":
         stats.sort(key=lambda s: (-s.self_weight_us, -s.total_weight_us, s.frame))
@@ -296,8 +303,9 @@ def top_functions(
     return stats, all_samples, all_weight
 
 
-def write_output(path: Union[str, os.PathLike[str]], text: str) -> None:
-    """Write an export (UTF-8) to path, never replacing what is not a file.
+def write_output(path: Union[str, os.PathLike[str]], text: Union[str, bytes]) -> None:
+    """Write an export (text as UTF-8, or bytes) to path, never replacing
+    what is not a file.
 
     - A regular file, or a name that does not exist: replaced atomically
       (``write_atomically``). Through a symbolic link, the file the link
@@ -311,9 +319,10 @@ def write_output(path: Union[str, os.PathLike[str]], text: str) -> None:
     Raises OSError (with a one-line ``strerror``).
     """
     name = os.fspath(path)
+    data = text.encode("utf-8") if isinstance(text, str) else text
     descriptor = _descriptor_named(name)
     if descriptor is not None:
-        _write_all(descriptor, text.encode("utf-8"))
+        _write_all(descriptor, data)
         return
     try:
         st = os.stat(name)  # follows links: the kind of what is written
@@ -324,11 +333,11 @@ def write_output(path: Union[str, os.PathLike[str]], text: str) -> None:
             raise OSError(errno.EINVAL, f"{_kind_of(st.st_mode)}, not replaced by the export", name)
         fd = os.open(name, os.O_WRONLY | os.O_NOCTTY | os.O_CLOEXEC)
         try:
-            _write_all(fd, text.encode("utf-8"))
+            _write_all(fd, data)
         finally:
             os.close(fd)
         return
-    write_atomically(os.path.realpath(name), text)
+    write_atomically(os.path.realpath(name), data)
 
 
 _STANDARD_NAMES = {"/dev/stdout": 1, "/dev/stderr": 2}
@@ -358,16 +367,16 @@ def _kind_of(mode: int) -> str:
     return "not a regular file"
 
 
-def write_atomically(path: Union[str, os.PathLike[str]], text: str) -> None:
-    """Write text to path through a temporary file in the same directory and
+def write_atomically(path: Union[str, os.PathLike[str]], text: Union[str, bytes]) -> None:
+    """Write text (UTF-8) or bytes to path through a temporary file in the same directory and
     a rename, so path is never seen half-written. Raises OSError, also if
     path is (or has become) something other than a regular file: a rename
     would replace a device node or a FIFO."""
     directory = os.path.dirname(os.path.abspath(path))
     fd, temporary = tempfile.mkstemp(prefix=".bbprofiler-", suffix=".tmp", dir=directory)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(text.encode("utf-8") if isinstance(text, str) else text)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(temporary, 0o666 & ~_umask())

@@ -9,26 +9,15 @@ Buildbot.
 from __future__ import annotations
 
 import atexit
-import math
 import os
 import signal
 import threading
 import warnings
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
-from . import _core
-
-MODES = {"prof": 0, "virtual": 1, "real": 2}
-"""Timer modes, as in buildbot_profiler 1.x: ``prof`` counts process CPU time
-(SIGPROF), ``virtual`` user CPU time (SIGVTALRM), ``real`` wall-clock time
-(paced by the sampler thread itself, so no thread sees EINTR)."""
-
-MAX_FREQUENCY = 10000
-
-# The signal each mode's ticks are routed through to the main thread. In the
-# CPU modes it is the timer's own signal; real mode arms no timer and only
-# uses SIGALRM's slot in CPython's handler table (never delivered by us).
-_TRIP_SIGNALS = {"prof": signal.SIGPROF, "virtual": signal.SIGVTALRM, "real": signal.SIGALRM}
+from . import _core, trip
+from .options import MODES, check_frequency, check_mode, check_stall_threshold, parse_idle_frames
+from .options import check_int as _check_int
 
 DEFAULT_IDLE_FRAMES: tuple[str, ...] = (
     # Twisted reactors waiting for I/O.
@@ -50,85 +39,21 @@ DEFAULT_IDLE_FRAMES: tuple[str, ...] = (
     "concurrent/futures/thread.py:_worker",
 )
 """Leaf frames that mean "this thread is waiting", as ``file suffix:qualname``.
-A sample whose innermost Python frame matches one is dropped as idle in every
-mode."""
+A thread walked with its innermost Python frame on one is waiting: dropped in
+``real`` mode; in the CPU modes the CPU it used since its last sample (in work
+that returned in between) is kept under the waiting code, in the synthetic
+frame "[finished between samples]"."""
 
 
-def parse_idle_frames(idle_frames: Iterable[str]) -> list[tuple[str, str]]:
-    """Turn ``"path/suffix.py:Qual.name"`` strings into (suffix, qualname) pairs.
-
-    Raises TypeError or ValueError naming ``idle_frames``.
-    """
-    if isinstance(idle_frames, (str, bytes)):
-        raise TypeError("idle_frames must be a list of 'file.py:Qual.name' strings, not a string")
-    try:
-        items = list(idle_frames)
-    except TypeError:
-        raise TypeError(
-            f"idle_frames must be a list of 'file.py:Qual.name' strings, not {type(idle_frames).__name__}"
-        ) from None
-    pairs = []
-    for item in items:
-        if not isinstance(item, str):
-            raise TypeError(f"idle_frames entries must be str, got {item!r}")
-        file_suffix, sep, qualname = item.rpartition(":")
-        if not sep or not file_suffix or not qualname:
-            raise ValueError(f"idle_frames entry {item!r} is not of the form 'file.py:Qual.name'")
-        pairs.append((file_suffix, qualname))
-    return pairs
-
-
-def check_frequency(frequency: object) -> float:
-    """Return ``frequency`` as float, or raise TypeError/ValueError naming it."""
-    if isinstance(frequency, bool) or not isinstance(frequency, (int, float)):
-        raise TypeError(f"frequency must be a number of Hz, not {type(frequency).__name__}")
-    value = float(frequency)
-    if math.isnan(value) or value <= 0 or value > MAX_FREQUENCY:
-        raise ValueError(f"frequency must be > 0 and <= {MAX_FREQUENCY} Hz, got {frequency!r}")
-    return value
-
-
-def check_mode(mode: object) -> str:
-    """Return ``mode`` if it is known, or raise TypeError/ValueError naming it."""
-    if not isinstance(mode, str):
-        raise TypeError(f"mode must be a str, not {type(mode).__name__}")
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(sorted(MODES))}; got {mode!r}")
-    return mode
-
-
-def _check_int(name: str, value: object, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be between {low} and {high}, got {value}")
-    return value
+StallCallback = Callable[[float, list, str], None]
+"""``on_stall(duration_s, stack, busy_thread)``: ``stack`` is a list of
+``(file, qualname)``, innermost first, of what blocked the reactor (the busy
+thread's stack when another thread held the GIL for most of the stall: then
+``busy_thread`` is its name, else "")."""
 
 
 _owner: Optional["Profiler"] = None
 _owner_lock = threading.Lock()
-
-# A route signal whose Python-level handler is still _core._main_tick after a
-# stop() from another thread (signal.signal() needs the main thread): the C
-# level already has the disposition back; the main thread puts `previous`
-# back into CPython's table at its next call here. (signum, previous)
-_stale_route: Optional[tuple[int, object]] = None
-
-
-def _on_main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
-
-
-def _fix_stale_route() -> None:
-    """On the main thread: give CPython's table back what stop() could not."""
-    global _stale_route
-    if _stale_route is None or not _on_main_thread():
-        return
-    signum, previous = _stale_route
-    _stale_route = None
-    if signal.getsignal(signum) is _core._main_tick:
-        signal.signal(signum, previous)
-
 
 class Profiler:
     """A statistical profiler of every thread of this process.
@@ -151,6 +76,11 @@ class Profiler:
         max_depth: int = 256,
         max_stacks: int = 200_000,
         max_samples: int = 1_000_000,
+        stall_threshold: Optional[float] = None,
+        stall_report_threshold: float = 2.0,
+        on_stall: Optional[StallCallback] = None,
+        reactor_native_id: Optional[int] = None,
+        lines: bool = True,
     ) -> None:
         self.frequency = check_frequency(frequency)
         self.mode = check_mode(mode)
@@ -159,8 +89,22 @@ class Profiler:
         self.max_depth = _check_int("max_depth", max_depth, 1, 10_000)
         self.max_stacks = _check_int("max_stacks", max_stacks, 16, 50_000_000)
         self.max_samples = _check_int("max_samples", max_samples, 1, 1 << 40)
+        if not isinstance(lines, bool):
+            raise TypeError(f"lines must be True or False, not {type(lines).__name__}")
+        self.lines = lines
+        # Reactor stalls (see _core/stalldetect.c): recorded only where the
+        # reactor's poll is watched (profiler_service.stalls.watch_reactor),
+        # for the thread `reactor_native_id` (default: the one that starts).
+        self.stall_threshold = check_stall_threshold("stall_threshold", stall_threshold)
+        self.stall_report_threshold = check_stall_threshold(
+            "stall_report_threshold", stall_report_threshold, allow_none=False
+        )
+        if on_stall is not None and not callable(on_stall):
+            raise TypeError(f"on_stall must be callable or None, not {type(on_stall).__name__}")
+        self.on_stall = on_stall
+        self.reactor_native_id = reactor_native_id
         self.period: Optional[_core.Period] = None
-        self._trip: Optional[tuple[int, object]] = None  # (signum, previous handler)
+        self._trip: Optional[trip.Route] = None  # the main-thread route of this run
         self._warned_signal_lost = False
 
     def __repr__(self) -> str:
@@ -177,8 +121,8 @@ class Profiler:
 
         Started from the main thread, ticks that find the main thread on the
         CPU are handled by the main thread itself, through CPython's handler
-        for the mode's signal (SIGPROF, SIGVTALRM, or SIGALRM's slot in real
-        mode): its stack is then taken where the tick found it. Started from
+        for the mode's signal (SIGPROF, SIGVTALRM, or in real mode the
+        real-time signal SIGRTMAX-3, leaving SIGALRM to the application): its stack is then taken where the tick found it. Started from
         another thread, every walk is done by the sampler thread.
         """
         global _owner
@@ -188,9 +132,9 @@ class Profiler:
                     "a profiler is already running in this process "
                     "(one sampler per process); stop it first"
                 )
-            _fix_stale_route()
+            trip.fix_stale_route()
             self._warned_signal_lost = False
-            self._trip = self._install_trip()
+            self._trip = trip.install(self.mode)
             try:
                 _core.start(
                     mode=MODES[self.mode],
@@ -201,46 +145,24 @@ class Profiler:
                     idle=self._idle_pairs,
                     main_tid=threading.main_thread().native_id if self._trip else 0,
                     trip_signum=self._trip[0] if self._trip else 0,
+                    stall_threshold=self.stall_threshold or 0.0,
+                    stall_report=self.stall_report_threshold,
+                    reactor_tid=self.reactor_native_id or threading.get_native_id(),
+                    on_stall=self._report_stall if self.on_stall is not None else None,
+                    lines=self.lines,
                 )
             except BaseException:
-                self._restore_trip()
+                trip.restore(self._trip)
+                self._trip = None
                 raise
             _owner = self
 
-    def _install_trip(self) -> Optional[tuple[int, object]]:
-        if threading.current_thread() is not threading.main_thread():
-            return None
-        signum = self._signal_number()
-        current = signal.getsignal(signum)
-        free = current in (signal.SIG_DFL, signal.SIG_IGN, _core._main_tick)
-        if not free:
-            if self.mode == "real":
-                return None  # SIGALRM is the application's: walk from the sampler only
-            raise RuntimeError(
-                f"signal {signal.Signals(signum).name} already has a handler installed by the "
-                "application; refusing to replace it (use mode='real')"
-            )
-        previous = signal.signal(signum, _core._main_tick)
-        # The sampler pokes the main thread with this signal: let interrupted
-        # system calls restart (epoll_wait never does; Python retries it).
-        signal.siginterrupt(signum, False)
-        return signum, previous
-
-    def _previous_disposition(self) -> object:
-        signum, previous = self._trip
-        if previous is _core._main_tick or previous is None:
-            return signal.SIG_DFL
-        return previous
-
-    def _restore_trip(self) -> None:
-        """Put back the route signal's handler, unless it is not ours any
-        more: what the application installed after start() stays."""
-        if self._trip is not None:
-            signum = self._trip[0]
-            previous = self._previous_disposition()
-            self._trip = None
-            if signal.getsignal(signum) is _core._main_tick:
-                signal.signal(signum, previous)
+    def _report_stall(self, duration_s: float, stack_text: str, busy_thread: str) -> None:
+        # Called by the sampler thread (GIL held) once per stall it reports.
+        stack = [tuple(line.split("\t", 1)) for line in stack_text.splitlines() if "\t" in line]
+        callback = self.on_stall
+        if callback is not None:
+            callback(duration_s, stack, busy_thread)
 
     def _check_owner(self) -> None:
         if not self.running:
@@ -249,7 +171,7 @@ class Profiler:
     def _warn_if_signal_lost(self, period: "_core.Period") -> None:
         if period.stats.get("signal_lost") and not self._warned_signal_lost:
             self._warned_signal_lost = True
-            name = signal.Signals(self._signal_number()).name
+            name = trip.signal_name(trip.TRIP_SIGNALS[self.mode])
             lost = "its main-thread walks" if self.mode == "real" else "sampling"
             warnings.warn(
                 f"profiler: the {name} handler was replaced after start() (by the "
@@ -259,13 +181,10 @@ class Profiler:
                 stacklevel=3,
             )
 
-    def _signal_number(self) -> int:
-        return _TRIP_SIGNALS[self.mode]
-
     def rotate(self) -> "_core.Period":
         """Finish the current period and start a new one; return the finished one."""
         self._check_owner()
-        _fix_stale_route()
+        trip.fix_stale_route()
         period = _core.rotate()
         self._warn_if_signal_lost(period)
         return period
@@ -278,22 +197,23 @@ class Profiler:
         back at once, and the main thread's next call into Profiler puts the
         previous handler back into the table (until then it names
         ``_core._main_tick``, which does nothing while stopped)."""
-        global _owner, _stale_route
+        global _owner
         with _owner_lock:
             self._check_owner()
-            on_main = _on_main_thread()
+            on_main = trip.on_main_thread()
             disposition = -1
             if self._trip is not None and not on_main:
-                disposition = 1 if self._previous_disposition() is signal.SIG_IGN else 0
+                disposition = 1 if trip.previous_disposition(self._trip) is signal.SIG_IGN else 0
             self.period = _core.stop(route_disposition=disposition)
             _owner = None
             if self.period.stats.get("signal_lost"):
                 self._trip = None  # somebody else's signal now: touch nothing
             if on_main:
-                _fix_stale_route()
-                self._restore_trip()
+                trip.fix_stale_route()
+                trip.restore(self._trip)
+                self._trip = None
             elif self._trip is not None:
-                _stale_route = (self._trip[0], self._previous_disposition())
+                trip.leave_stale(self._trip)
                 self._trip = None
             self._warn_if_signal_lost(self.period)
             return self.period

@@ -195,3 +195,27 @@ class RealMaster:
         fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
         ticks = os.sysconf("SC_CLK_TCK")
         return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def profile_with_builds(basedir: Path) -> Path:
+    """Run a real master in `basedir` (created here) with ProfilerService
+    writing a file every 4 s at 250 Hz while a build runs every second, and
+    return the newest file that lists builds (not the first: it may have
+    begun before the master was up). The master is stopped."""
+    from profiler_service.reading import load
+
+    master = RealMaster(basedir)
+    master.create()
+    master.configure("util.ProfilerService(frequency=250, gatherperiod=4, basepath='profiles/prof_', wantBuilds=5)",
+                     build_every=1)
+    master.start()
+    try:
+        def with_builds():
+            files = sorted((basedir / "profiles").glob("prof_*.json.gz"))
+            return [f for f in files[1:] if load(f).builds]
+        found = master.wait_for(with_builds, 60, "a profile file with builds")
+    finally:
+        master.stop()
+        if master.alive:
+            master.kill()
+    return found[-1]

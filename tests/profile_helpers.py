@@ -1,8 +1,9 @@
-"""Helpers for the reader tests: hand-made v1 documents (docs/FORMAT.md).
+"""Helpers for the reader tests: hand-made v1 and v3 documents (docs/FORMAT.md).
 
 ``make_v1`` builds a document the way the C writer lays it out (frames and
 stacks interned in first-seen order), so the reader can be tested on exact,
-known content independently of the writer.
+known content independently of the writer; ``make_v3`` the same with the
+line of every frame (a line-level tree).
 """
 
 from __future__ import annotations
@@ -91,6 +92,54 @@ def make_v1(samples: Sequence[Sample] = DEFAULT_SAMPLES, *, duration_ms: int = 2
     }
 
 
+# (thread name, stack root first as (name, file, first line, line), dt ms, weight µs)
+LineSample = tuple[str, Sequence[tuple[str, str, int, int]], int, int]
+
+
+def make_v3(samples: Sequence[LineSample], *, duration_ms: int = 2000,
+            builds: Optional[list] = None) -> dict[str, Any]:
+    """A version 3 document (docs/FORMAT.md, "Lines"): each frame of a
+    stack carries the line it was on, and the tree is line-level, as the C
+    writer lays it out: nodes are (parent, frame, line), so sibling nodes
+    with the same frame and different lines are distinct."""
+    doc = make_v1([], duration_ms=duration_ms, builds=builds)
+    threads: dict[str, int] = {}
+    files: dict[str, int] = {}
+    frames: dict[tuple[str, str, int], int] = {}
+    nodes: dict[tuple[int, int, int], int] = {}
+    stacks: dict[str, list[int]] = {"parent": [], "frame": [], "line": []}
+    columns: dict[str, list[int]] = {"dt": [], "thread": [], "stack": [], "weight": []}
+    for thread, stack, dt, weight in samples:
+        node = -1
+        for name, file, first_line, line in stack:
+            files.setdefault(file, len(files))
+            frame_id = frames.setdefault((name, file, first_line), len(frames))
+            key = (node, frame_id, line)
+            if key not in nodes:
+                nodes[key] = len(stacks["parent"])
+                stacks["parent"].append(node)
+                stacks["frame"].append(frame_id)
+                stacks["line"].append(line)
+            node = nodes[key]
+        columns["dt"].append(dt)
+        columns["thread"].append(threads.setdefault(thread, len(threads)))
+        columns["stack"].append(node)
+        columns["weight"].append(weight)
+    doc["version"] = 3
+    doc["threads"] = []
+    for name, index in sorted(threads.items(), key=lambda item: item[1]):
+        mine = [i for i, t in enumerate(columns["thread"]) if t == index]
+        doc["threads"].append({"ident": 1000 + index, "native_id": 2000 + index, "name": name,
+                               "samples": len(mine), "weight": sum(columns["weight"][i] for i in mine)})
+    doc["files"] = sorted(files, key=files.get)
+    doc["frames"] = [[name, files[file], line] for (name, file, line) in frames]
+    doc["stacks"] = stacks
+    doc["samples"] = columns
+    doc["stats"].update(ticks=len(samples), samples=len(samples), truncated=0)
+    doc["stalls"] = {"threshold_us": 0, "dropped": 0, "items": []}
+    return doc
+
+
 def write_gz(path: Path, document: Any) -> Path:
     path.write_bytes(gzip.compress(json.dumps(document).encode()))
     return path
@@ -126,8 +175,8 @@ BAD_FILES = {
     "JSON string": (b'"hello"', "is a string, expected an object"),
     "empty object": (gz({}), "no 'format' member"),
     "other format": (gz({"format": "pprof", "version": 1}), "'format' is 'pprof'"),
-    "future version": (gz(_mutated(lambda d: d.update(version=2))),
-                       "version 2 is newer than this reader"),
+    "future version": (gz(_mutated(lambda d: d.update(version=4))),
+                       "version 4 is newer than this reader"),
     "version zero": (gz(_mutated(lambda d: d.update(version=0))), "unknown format version 0"),
     "version as string": (gz(_mutated(lambda d: d.update(version="1"))),
                           "'version' is a string"),
@@ -193,6 +242,7 @@ def make_chain(n_stacks: int, *, n_frames: Optional[int] = None, start_ms: int =
     doc = make_v1([])
     doc["meta"]["start_ms"] = start_ms
     doc["meta"]["end_ms"] = start_ms + n_stacks + 1000
+    doc["meta"]["frequency"] = 1000  # each sample's 1000 µs: one interval, one sample
     doc["threads"] = [{"ident": 1000, "native_id": 2000, "name": "MainThread",
                        "samples": n_stacks, "weight": 1000 * n_stacks}]
     doc["files"] = ["/app/deep.py"]
@@ -202,4 +252,21 @@ def make_chain(n_stacks: int, *, n_frames: Optional[int] = None, start_ms: int =
     doc["samples"] = {"dt": [1] * n_stacks, "thread": [0] * n_stacks,
                       "stack": list(range(n_stacks)), "weight": [1000] * n_stacks}
     doc["stats"]["samples"] = doc["stats"]["ticks"] = n_stacks
+    return doc
+
+
+# Two functions with a known split, for merge and compare (tests/test_merge.py).
+MAIN = ("main", "/app/run.py", 1)
+HOT = ("hot", "/app/work.py", 30)
+COLD = ("cold", "/app/work.py", 50)
+
+
+def shares_document(hot: int, cold: int, *, start_ms: int = START_MS, host: str = "test-host",
+                    master: str = "", builds=None) -> dict:
+    """A 10 s period: `hot` samples in main;hot, `cold` in main;cold, 10 ms each."""
+    samples = [("MainThread", [MAIN, HOT], 1, 10000)] * hot + [("MainThread", [MAIN, COLD], 1, 10000)] * cold
+    doc = make_v1(samples, duration_ms=10_000, builds=builds or [])
+    doc["meta"].update(start_ms=start_ms, end_ms=start_ms + 10_000, hostname=host)
+    if master:
+        doc["meta"]["master"] = master
     return doc

@@ -13,7 +13,7 @@ import jsonschema
 import pytest
 
 from profiler_service import cli, exports
-from profiler_service.profile import load
+from profiler_service.reading import load
 from profile_helpers import BAD_FILES, LEGACY_BIG, SPEEDSCOPE_SCHEMA, make_v1, write_gz
 
 BBPROFILER = Path(sys.executable).with_name("bbprofiler")
@@ -72,10 +72,11 @@ def test_top_columns_env_sets_the_default_width(v1_file):
 def test_top_hot_function_first_and_selection(capsys, v1_file):
     status, out, _ = run(capsys, "top", v1_file)
     rows = out.splitlines()[3:]
-    assert rows[0].split()[:5] == ["80.0", "80.0", "4", "4", "hot"]
-    assert out.splitlines()[1] == "5 samples, 0.05 s of CPU, all threads (2)"
+    # Samples are 10 ms intervals of CPU: Worker;1's one 9 ms sample counts none.
+    assert rows[0].split()[:5] == ["80.0", "80.0", "3", "3", "hot"]
+    assert out.splitlines()[1] == "4 samples, 0.05 s of CPU, all threads (2)"
     status, out, _ = run(capsys, "top", v1_file, "--thread", "Worker;1", "--sort", "total")
-    assert out.splitlines()[1] == "1 samples, 0.01 s of CPU, thread Worker;1"
+    assert out.splitlines()[1] == "0 samples, 0.01 s of CPU, thread Worker;1"
     assert [r.split()[4] for r in out.splitlines()[3:]] == ["hot", "loop"]
     status, out, _ = run(capsys, "top", v1_file, "--from", "1", "--to", "2")
     assert out.splitlines()[1].startswith("1 samples")
@@ -164,7 +165,7 @@ def test_future_version_through_the_console_script(tmp_path):
     path.write_bytes(data)
     result = subprocess.run([BBPROFILER, "top", path], capture_output=True, text=True)
     assert result.returncode == 1
-    assert result.stderr.startswith(f"bbprofiler: {path}: format version 2 is newer than this reader")
+    assert result.stderr.startswith(f"bbprofiler: {path}: format version 4 is newer than this reader")
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
 
 
@@ -249,7 +250,7 @@ def test_without_the_viewer(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "profiler_service.www", None)
     assert cli.main(["exprot", "x"]) == cli.EXIT_USAGE
     _, err = capsys.readouterr()
-    assert err == "bbprofiler: unknown command 'exprot'; commands: export, top (the viewer is not installed)\n"
+    assert err == "bbprofiler: unknown command 'exprot'; commands: export, top, diff, stalls (the viewer is not installed)\n"
     assert cli.main([]) == cli.EXIT_USAGE
 
 

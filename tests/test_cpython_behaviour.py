@@ -1,7 +1,7 @@
 """The CPython behaviours the sampler rests on, checked on the running version.
 
-Each test states one fact of CPython (3.11 to 3.14) that sampler.c, walker.c,
-profiler.py or pycompat.h depends on, and fails if a version changes it.
+Each test states one fact of CPython (3.11 to 3.14) that sampler.c, signals.c,
+walker.c, profiler.py or pycompat.h depends on, and fails if a version changes it.
 Where the fact differs between versions the expected value is spelled out
 per version, next to the pycompat.h switch that follows it. The scripts run
 in a fresh interpreter (``python -c``) when a stray thread of the test
@@ -98,7 +98,7 @@ def test_who_trips_the_main_threads_eval_breaker(caller):
     # PyErr_SetInterruptEx sets it from any thread; before, a caller that is
     # not the main thread leaves the breaker alone and the main thread sees
     # the signal at its next GIL switch, which a thread running alone never
-    # makes. sampler.c pokes the main thread with a signal up to 3.12 and
+    # makes. signals.c pokes the main thread with a signal up to 3.12 and
     # trips it from the sampler thread from 3.13 (pycompat.h).
     trips_at_once = caller == "signal handler on the main thread" or VERSION >= (3, 13)
     assert result == {"during": trips_at_once, "after": True}

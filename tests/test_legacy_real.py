@@ -13,7 +13,7 @@ import jsonschema
 import pytest
 
 from profiler_service import cli, exports
-from profiler_service.profile import LEGACY_FORMAT, load, summarize
+from profiler_service.reading import LEGACY_FORMAT, load, summarize
 from profile_helpers import LEGACY_MODES, LEGACY_REAL, SPEEDSCOPE_SCHEMA
 
 each_file = pytest.mark.parametrize("path", LEGACY_REAL, ids=[p.name for p in LEGACY_REAL])

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import profiler_service
 from profiler_service import exports
-from profiler_service.profile import (
+from profiler_service.reading import (
     FORMAT_NAME,
     LEGACY_FORMAT,
     SCHEMA_PATH,
@@ -128,7 +128,7 @@ def test_v1_model(v1_file):
     assert p.meta["hostname"] == "test-host" and p.stats["idle"] == 3
     assert [t.name for t in p.threads] == ["MainThread", "Worker;1"]
     assert [(t.ident, t.native_id, t.samples, t.weight_us) for t in p.threads] == [
-        (1000, 2000, 4, 41000), (1001, 2001, 1, 9000)]
+        (1000, 2000, 4, 41000), (1001, 2001, 0, 9000)]  # 9 ms: under a 10 ms interval
     assert list(p.sample_time_ms) == [START_MS + 5, START_MS + 15, START_MS + 15,
                                       START_MS + 25, START_MS + 1025]
     assert list(p.sample_weight_us) == [10000, 10000, 9000, 11000, 10000]
@@ -254,7 +254,7 @@ def test_a_fifo_is_refused_without_blocking(tmp_path):
     forever. The reader runs in a child process so a hang fails the test
     (by its timeout) instead of hanging the suite."""
     fifo = _fifo(tmp_path)
-    code = ("import sys; from profiler_service.profile import load, summarize, list_profiles, ProfileError\n"
+    code = ("import sys; from profiler_service.reading import load, summarize, list_profiles, ProfileError\n"
             "path = sys.argv[1]\n"
             "try:\n    load(path)\nexcept ProfileError as e:\n    print(e)\n"
             "print(summarize(path)['error'])\n"
@@ -457,8 +457,9 @@ def test_collapsed(v1_file):
         "MainThread;main (/app/run.py:1);work (/app/work.py:10) 1",
         "MainThread;main (/app/run.py:1);work (/app/work.py:10);hot (/app/work.py:30) 2",
         "MainThread;[truncated];hot (/app/work.py:30) 1",
-        "Worker,1;loop (/app/pool.py:5);hot (/app/work.py:30) 1",
-    ]
+    ]  # Worker;1's 9 ms are less than one 10 ms interval: no line
+    assert exports.to_collapsed(p, weights=True, thread="Worker;1").splitlines() == [
+        "Worker,1;loop (/app/pool.py:5);hot (/app/work.py:30) 9000"]
     weighted = exports.to_collapsed(p, weights=True, thread="MainThread").splitlines()
     assert weighted[1].endswith(" 21000") and len(weighted) == 3
     assert exports.to_collapsed(p, start_ms=START_MS + 1000).splitlines() == [
@@ -475,13 +476,14 @@ def test_collapsed_of_legacy_counts_every_sample():
 def test_top_functions_recursion_counts_once(tmp_path):
     rec = [("f", "/r.py", 1)]
     doc = make_v1([("T", rec * 3, 1, 100), ("T", rec + [("g", "/r.py", 9)], 1, 300)])
+    doc["meta"]["frequency"] = 10000  # 100 µs intervals: the samples count 1 and 3
     p = load(write_gz(tmp_path / "rec.json.gz", doc))
     stats, samples, weight = exports.top_functions(p, sort="total")
-    assert (samples, weight) == (2, 400)
+    assert (samples, weight) == (4, 400)
     f = next(s for s in stats if s.frame.name == "f")
     g = next(s for s in stats if s.frame.name == "g")
-    assert (f.self_samples, f.total_samples, f.self_weight_us, f.total_weight_us) == (1, 2, 100, 400)
-    assert (g.self_samples, g.total_samples) == (1, 1)
+    assert (f.self_samples, f.total_samples, f.self_weight_us, f.total_weight_us) == (1, 4, 100, 400)
+    assert (g.self_samples, g.total_samples) == (3, 3)
     assert stats[0] is f
     assert exports.top_functions(p)[0][0] == g  # by self weight
 
@@ -667,19 +669,20 @@ def test_top_functions_matches_the_path_definition(nodes):
     samples = [(i, t % 2) for i, (_, _, t) in enumerate(nodes) for _ in range(t)]
     doc["stacks"] = {"parent": parent, "frame": frame}
     doc["samples"] = {"dt": [1] * len(samples), "thread": [t for _, t in samples],
-                      "stack": [s for s, _ in samples], "weight": [10 + s for s, _ in samples]}
+                      "stack": [s for s, _ in samples], "weight": [10000 + s for s, _ in samples]}
     profile = loads(gz(doc))
     stats, total, weight = exports.top_functions(profile)
     expected_total = collections.Counter()
     expected_self = collections.Counter()
-    for stack, _ in samples:
-        expected_self[profile.stack_frame[stack]] += 1
+    for i, (stack, _) in enumerate(samples):
+        count = profile.sample_count[i]  # about 1: 10 ms and a little at 100 Hz
+        expected_self[profile.stack_frame[stack]] += count
         for f in set(profile.stack_path(stack)):
-            expected_total[f] += 1
+            expected_total[f] += count
     by_frame = {profile.frames.index(s.frame): s for s in stats}
     assert {f: s.total_samples for f, s in by_frame.items()} == dict(expected_total)
     assert {f: s.self_samples for f, s in by_frame.items() if s.self_samples} == dict(expected_self)
-    assert total == len(samples) and weight == sum(10 + s for s, _ in samples)
+    assert total == sum(profile.sample_count) and weight == sum(10000 + s for s, _ in samples)
 
 
 def test_lone_surrogates_become_replacement_characters(tmp_path):

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from profiler_service import Profiler, cli, exports
-from profiler_service.profile import FORMAT_NAME, SCHEMA_PATH, ProfileError, load, loads, summarize
+from profiler_service.reading import FORMAT_NAME, SCHEMA_PATH, ProfileError, load, loads, summarize
 from profile_helpers import SPEEDSCOPE_SCHEMA
 
 BBPROFILER = Path(sys.executable).with_name("bbprofiler")
@@ -75,7 +75,7 @@ def test_round_trip_standard_library_and_schema(real):
         doc = json.loads(f.read())
     jsonschema.validate(doc, json.loads(SCHEMA_PATH.read_text()))
     profile = load(path)
-    assert profile.format == FORMAT_NAME and profile.version == 1
+    assert profile.format == FORMAT_NAME and profile.version == 3
     assert len(profile) == period.samples == len(doc["samples"]["stack"]) > 100
     assert profile.mode == "prof" and profile.frequency == 250
     assert profile.meta["gatherperiod"] == 1800 and profile.builds == doc["builds"]
@@ -143,11 +143,11 @@ def test_summarize_a_real_file(real):
     period, path = real
     summary = summarize(path)
     assert summary["error"] is None
-    assert (summary["format"], summary["version"], summary["samples"]) == (FORMAT_NAME, 1, period.samples)
+    assert (summary["format"], summary["version"], summary["samples"]) == (FORMAT_NAME, 3, period.samples)
     assert summary["start_ms"] == load(path).start_ms and summary["mode"] == "prof"
     # The writer puts format, version, meta and stats first: listings read
     # only those (the fast path), not the samples.
-    from profiler_service import profile as profile_module
+    from profiler_service.reading import summary as profile_module
     header = profile_module._prefix_members(profile_module._gzip_prefix(path))
     assert list(header)[:4] == ["format", "version", "meta", "stats"]
     assert profile_module._summary_from_header(header)["samples"] == period.samples

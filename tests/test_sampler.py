@@ -125,6 +125,36 @@ def test_waiting_threads_give_no_samples_in_cpu_modes(mode):
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize("mode", ["prof", "virtual"])
+@pytest.mark.parametrize("burst_ms", [0.3, 1.0])
+def test_work_in_bursts_between_waits_keeps_its_cpu_in_cpu_modes(mode, burst_ms):
+    # The walk needs the GIL, and a thread that works less than the GIL's
+    # switch interval (5 ms) between waits gives it up only in its wait:
+    # walked there every time. Its CPU is still its own, under the code that
+    # waits and ran the work, in "[finished between samples]".
+    stop, out = threading.Event(), {}
+    bursty = threading.Thread(target=workloads.work_in_short_bursts,
+                              args=(stop, burst_ms / 1000, out), name="bursty")
+    with Profiler(frequency=100, mode=mode) as p:
+        bursty.start()
+        workloads.busy_for(3.0)
+        stop.set()
+        bursty.join()
+    weights = thread_totals(p.period, weighted=True)
+    recorded_s = weights["bursty"] / 1e6
+    # The thread's clock runs from before the sampler's first look at it to
+    # its exit, after the last: at most about one sampling interval apart.
+    assert out["cpu_s"] > 0.1, out
+    assert abs(recorded_s - out["cpu_s"]) <= 0.05 * out["cpu_s"] + 0.02, (recorded_s, out)
+    rows = [frames for frames, _ in parse_collapsed(p.period.collapsed()) if frames[0] == "bursty"
+            and frames[-1] == "[finished between samples]"]
+    assert rows, p.period.collapsed()
+    assert all(not any(f.startswith(("Event.wait", "Condition.wait")) for f in frames)
+               for frames in rows), rows
+    assert all(any(f.startswith("work_in_short_bursts") for f in frames) for frames in rows), rows
+
+
+@pytest.mark.timeout(120)
 def test_leaf_frame_filter_in_real_mode():
     threads, release = _waiting_threads()
     for t in threads:

@@ -31,14 +31,15 @@ from buildbot.test.reactor import TestReactorMixin  # noqa: E402
 warnings.filters[:] = _filters
 
 from profiler_service import _core
-from profiler_service.hub import Settings, get_hub
-from profiler_service.service import (
-    ProfilerService,
-    build_record,
-    epoch_ms,
-    option_problems,
-    prune,
-)
+from profiler_service.recordings import Settings, get_hub
+from profiler_service.options import option_problems
+from profiler_service.saving import build_record, epoch_ms, prune
+from profiler_service.service import ProfilerService
+from profiler_service.options import DEFAULTS as SERVICE_DEFAULTS
+
+# What a service asks the sampler for besides its frequency: stall detection on.
+STALLS = {"stall_threshold": SERVICE_DEFAULTS["stallThreshold"],
+          "stall_report_threshold": SERVICE_DEFAULTS["stallThreshold"]}
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -282,7 +283,7 @@ class TestReconfig(ServiceTestCase):
         [first] = self.files()
         assert read(first)["meta"]["frequency"] == 200
         assert read(first)["meta"]["period_end"] == "reconfig"
-        assert get_hub().settings == Settings(400.0)
+        assert get_hub().settings == Settings(400.0, **STALLS)
         assert len(self.active_timers()) == 1  # the old timer is gone
         burn(0.05)
         self.reactor.advance(20)  # the new gather period counts from the reconfig
@@ -302,7 +303,7 @@ class TestReconfig(ServiceTestCase):
             burn(0.05)
             await service.reconfigServiceWithSibling(
                 ProfilerService(gatherperiod=600, frequency=frequency, basepath=basepath))
-            assert get_hub().settings == Settings(float(frequency))
+            assert get_hub().settings == Settings(float(frequency), **STALLS)
             assert self.logged(f"now sampling virtual {frequency:g} Hz")
         assert service._config_kwargs["frequency"] == 250
         assert [read(p)["meta"]["frequency"] for p in self.files()] == [1000, 250, 1000]
@@ -454,6 +455,23 @@ class TestCheckConfig:
         assert errors.errors[0].startswith("ProfilerService: ")
         assert expected in errors.errors[0]
 
+    @pytest.mark.parametrize("name", ["frequency", "gatherperiod", "keepDays"])
+    @pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan"), 10**400], ids=["inf", "-inf", "nan", "10**400"])
+    def test_a_number_must_be_finite(self, name, value):
+        # One number rule for every option: keepDays=inf used to be
+        # accepted, and frequency=10**400 raised OverflowError.
+        with capture_config_errors() as errors:
+            ProfilerService(**{name: value})
+        assert len(errors.errors) == 1
+        assert errors.errors[0].startswith(f"ProfilerService: {name} must be")
+
+    def test_positional_options_and_an_unknown_one(self):
+        with capture_config_errors() as errors:
+            ProfilerService(50, 60, "prof")
+        assert errors.errors == []
+        with pytest.raises(TypeError, match="frequncy"):
+            ProfilerService(frequncy=50)
+
     def test_basepath_at_or_into_a_regular_file(self, tmp_path):
         regular = tmp_path / "afile"
         regular.write_text("")
@@ -518,7 +536,7 @@ class TestWritesInFlight(ServiceTestCase):
         new = ProfilerService(gatherperiod=10, frequency=400, basepath=os.path.join(self.profiles, "prof_"))
         reconfigured = defer.ensureDeferred(service.reconfigServiceWithSibling(new))
         assert not reconfigured.called  # waits for its own write, queued behind the first
-        assert get_hub().settings == Settings(400.0)  # the sampler restarted at once
+        assert get_hub().settings == Settings(400.0, **STALLS)  # the sampler restarted at once
         self.pool.run_all()
         await reconfigured
         assert self.period_ends() == ["period", "reconfig"]
@@ -585,15 +603,40 @@ print('warnings', [str(w.message) for w in caught if 'ProfilerService' in str(w.
 
 
 class TestSharedWithTheWebUI(ServiceTestCase):
+    async def test_the_web_catalog_serves_the_services_files_without_listing_on_fetch(self):
+        from types import SimpleNamespace
+
+        from profiler_service.www.plugin import PluginCatalog, RecordingControl
+
+        await self.make_service(gatherperiod=10)
+        burn(0.05)
+        self.reactor.advance(10)
+        [written] = self.files()
+        with open(os.path.join(self.profiles, "notes.json.gz"), "wb"):
+            pass  # a profile's suffix, not one of the service's names
+        control = RecordingControl()
+        # The plugin finds the service where a real master keeps c['services'].
+        control.master = SimpleNamespace(service_manager=SimpleNamespace(namedServices={"p": self.service}),
+                                         basedir=self.tmpdir())
+        catalog = PluginCatalog(control)
+        assert list(catalog.files()) == [os.path.basename(written)]
+        listed = []
+        real_listdir = os.listdir
+        self.patch(os, "listdir", lambda *a: listed.append(a) or real_listdir(*a))
+        # A fetch runs on the reactor: it looks at the one name, lists no directory.
+        assert catalog.resolve(os.path.basename(written)).path == os.path.realpath(written)
+        assert catalog.resolve("notes.json.gz") is None
+        assert listed == []
+
     async def test_a_web_recording_inside_a_service_period_loses_neither(self):
         await self.make_service(gatherperiod=60, frequency=500)
         burn(0.05)
         web = get_hub().open("web", Settings(200))  # the page asks for 200 Hz
-        assert web.settings == Settings(500.0) and "running settings win" in web.conflict
+        assert web.settings == Settings(500.0, **STALLS) and "running settings win" in web.conflict
         burn(0.05)
         self.reactor.advance(60)  # the service's period ends while the page records
         burn(0.05)
-        from profiler_service.hub import join
+        from profiler_service.recordings import join
 
         web_period = join(web.close())
         burn(0.05)

@@ -32,7 +32,7 @@ pytestmark = [
 
 GATHER_S = 3
 WANT_BUILDS = 3
-SCHEMA = json.loads((Path(profiler_service.__file__).parent / "schema" / "profile-v1.schema.json").read_text())
+SCHEMA = json.loads((Path(profiler_service.__file__).parent / "schema" / "profile-v3.schema.json").read_text())
 STALE_TEMP = ".prof_20261201T101500Z.json.gz.tmp-Ab3xYz"
 NAME_RE = re.compile(r"prof_\d{8}T\d{6}Z(_\d{2,})?\.json\.gz")
 

@@ -526,7 +526,7 @@ def test_table_agrees_with_the_python_reader(page, site):
     """The page's hottest functions for a brushed range and a thread equal
     profiler_service.exports.top_functions over the same selection."""
     from profiler_service.exports import top_functions
-    from profiler_service.profile import load
+    from profiler_service.reading import load
 
     profile = load(site["root"] / "prof_busy.json.gz")
     open_profile(page, site, "prof_busy.json.gz")
@@ -546,3 +546,37 @@ def test_table_agrees_with_the_python_reader(page, site):
         "#hot tbody tr[data-func]",
         "trs => trs.map(tr => [tr.cells[0].firstChild.textContent, tr.cells[1].innerText.trim(), tr.cells[2].innerText.trim()])")
     assert shown[:40] == expected
+
+
+@pytest.fixture(scope="module")
+def napping_site(tmp_path_factory):
+    """A file where a thread naps: 400 samples of 50 µs (4 intervals of CPU
+    at 100 Hz) against 100 samples of 10 ms by the main thread."""
+    from profile_helpers import make_v1
+
+    stack = [("main", "/app/run.py", 1)]
+    samples = []
+    for i in range(100):
+        samples.append(("MainThread", stack, 10, 10000))
+        samples += [("napper", [("nap", "/app/nap.py", 3)], 0, 50)] * 4
+    root = tmp_path_factory.mktemp("viewer-napping")
+    viewer_profiles.write_gz(root / "prof_napping.json.gz", make_v1(samples, duration_ms=1000))
+    server = Server(root)
+    yield {"url": f"http://127.0.0.1:{server.port}/", "root": root}
+    server.stop()
+
+
+def test_counts_are_intervals_of_cpu(page, napping_site):
+    # The napper has 80 % of the records but 2 ms of 1.02 s of CPU: 2 of 102 samples.
+    open_profile(page, napping_site, "prof_napping.json.gz")
+    labels = page.eval_on_selector_all("#thread option", "os => os.map(o => o.textContent)")
+    assert "MainThread — 98.0% of samples" in labels and "napper — 1.96% of samples" in labels, labels
+    info = page.inner_text("#info")
+    assert "Samples kept" in info and "Sample records" in info, info
+    assert info.split("Samples kept", 1)[1].split()[0] == "102", info
+    assert info.split("Sample records", 1)[1].split()[0] == "500", info
+    assert "· 102 samples ·" in page.inner_text("#selection")
+    # Timeline samples/s: rates per bin of binMs, NaN where no file covers it.
+    rates = page.evaluate("(({rates, binMs}) => Array.from(rates, (r) => (isNaN(r) ? 0 : r * binMs / 1000)))"
+                          "(window.bbprofiler.sampleRates)")
+    assert round(sum(rates)) == 102, rates

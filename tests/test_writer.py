@@ -26,9 +26,10 @@ import jsonschema
 import pytest
 
 from profiler_service import Profiler, _core
+from profiler_service.reading.model import sample_counts
 
 ROOT = Path(__file__).resolve().parent.parent
-SCHEMA = json.loads((ROOT / "profiler_service" / "schema" / "profile-v1.schema.json").read_text())
+SCHEMA = json.loads((ROOT / "profiler_service" / "schema" / "profile-v3.schema.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 
 
@@ -75,9 +76,11 @@ def read_profile(path: Path) -> dict:
         return json.loads(f.read().decode("utf-8"))
 
 
-def label(doc: dict, frame_id: int) -> str:
-    """The collapsed-stack label of a frame, as Period.collapsed() renders it."""
+def label(doc: dict, frame_id: int, at_line: int = 0) -> str:
+    """The collapsed-stack label of a frame, as Period.collapsed() renders it
+    (with `at_line`, the line it was on: collapsed(lines=True))."""
     name, file_index, line = doc["frames"][frame_id]
+    line = at_line or line
     clean = lambda s: s.replace(";", ",").replace("\n", " ").replace("\r", " ")  # noqa: E731
     file = doc["files"][file_index]
     if file == "":  # synthetic frames: "[truncated]", "[stack table full]"
@@ -85,24 +88,30 @@ def label(doc: dict, frame_id: int) -> str:
     return f"{clean(name)} ({clean(file)}:{line})"
 
 
-def collapsed_from_doc(doc: dict) -> collections.Counter:
-    """Sample count per 'thread;root;...;leaf', rebuilt from the file alone."""
+def collapsed_from_doc(doc: dict, lines: bool = False) -> collections.Counter:
+    """Sample count per 'thread;root;...;leaf', rebuilt from the file alone
+    (the count of a sample: ``sample_counts``, docs/FORMAT.md), by function
+    or with `lines` by line."""
     parent, frame = doc["stacks"]["parent"], doc["stacks"]["frame"]
+    at_line = doc["stacks"]["line"] if lines else [0] * len(frame)
     counts: collections.Counter = collections.Counter()
     samples = doc["samples"]
-    for thread, stack in zip(samples["thread"], samples["stack"]):
+    sample_count = sample_counts(len(doc["threads"]), samples["thread"], samples["weight"],
+                                 doc["meta"]["frequency"])
+    for thread, stack, count in zip(samples["thread"], samples["stack"], sample_count):
         path = []
         node = stack
         while node != -1:
-            path.append(label(doc, frame[node]))
+            path.append(label(doc, frame[node], at_line[node]))
             node = parent[node]
-        counts[";".join([doc["threads"][thread]["name"], *reversed(path)])] += 1
+        if count:
+            counts[";".join([doc["threads"][thread]["name"], *reversed(path)])] += count
     return counts
 
 
-def collapsed_from_period(period) -> collections.Counter:
+def collapsed_from_period(period, lines: bool = False) -> collections.Counter:
     counts: collections.Counter = collections.Counter()
-    for line in period.collapsed().splitlines():
+    for line in period.collapsed(lines=lines).splitlines():
         stack, _, count = line.rpartition(" ")
         counts[stack] += int(count)
     return counts
@@ -199,7 +208,7 @@ def test_round_trip_matches_period(tmp_path, hot_period):
 
     doc = read_profile(path)
     VALIDATOR.validate(doc)
-    assert doc["format"] == "buildbot-profiler" and doc["version"] == 1
+    assert doc["format"] == "buildbot-profiler" and doc["version"] == 3
     assert doc["builds"] == BUILDS
     meta = doc["meta"]
     assert {k: meta[k] for k in META} == META
@@ -219,7 +228,10 @@ def test_round_trip_matches_period(tmp_path, hot_period):
     assert n == hot_period.samples > 100
     assert len(samples["thread"]) == len(samples["stack"]) == len(samples["weight"]) == n
     assert sum(samples["dt"]) <= meta["end_ms"] - meta["start_ms"]
-    assert sum(t["samples"] for t in doc["threads"]) == n
+    # threads[].samples are sampling intervals, computed from the weights.
+    counts = sample_counts(len(doc["threads"]), samples["thread"], samples["weight"], meta["frequency"])
+    assert [t["samples"] for t in doc["threads"]] == [
+        sum(c for c, t in zip(counts, samples["thread"]) if t == i) for i in range(len(doc["threads"]))]
     assert sum(t["weight"] for t in doc["threads"]) == sum(samples["weight"])
     assert [t["name"] for t in doc["threads"]] == [t["name"] for t in hot_period.threads]
     parents = doc["stacks"]["parent"]
@@ -241,6 +253,19 @@ def test_round_trip_matches_period(tmp_path, hot_period):
     assert leaf["writer_hot_leaf"] > 5 * leaf["writer_cold_leaf"]
     hot_stacks = [s for s in from_file if s.endswith(f"writer_hot_leaf ({__file__}:{writer_hot_leaf.__code__.co_firstlineno})")]
     assert hot_stacks and all("writer_hot_middle (" in s for s in hot_stacks)
+
+    # By line: the same counts, split over the lines each frame was on.
+    by_line = collapsed_from_doc(doc, lines=True)
+    assert by_line == collapsed_from_period(hot_period, lines=True)
+    assert sum(by_line.values()) == sum(from_file.values())
+    first = writer_hot_leaf.__code__.co_firstlineno
+    loop = {f"writer_hot_leaf ({__file__}:{first + 2})", f"writer_hot_leaf ({__file__}:{first + 3})"}
+    in_hot = [(stack, count) for stack, count in by_line.items() if "writer_hot_leaf (" in stack]
+    assert {stack.rsplit(";", 1)[-1] for stack, _ in in_hot} <= loop | {f"writer_hot_leaf ({__file__}:{first + 4})"}
+    assert sum(c for s, c in in_hot if s.rsplit(";", 1)[-1] in loop) >= 0.95 * leaf["writer_hot_leaf"]
+    # A caller's line is the line of its call.
+    call = f"writer_hot_middle ({__file__}:{writer_hot_middle.__code__.co_firstlineno + 1});writer_hot_leaf"
+    assert all(call in stack for stack, _ in in_hot), in_hot[:3]
 
 
 @pytest.mark.timeout(60)
@@ -473,8 +498,17 @@ def test_sigkill_mid_write_leaves_no_partial_file(tmp_path, delay):
     assert inside
     assert child.returncode == -signal.SIGKILL
     # Either nothing, or a complete file from an earlier loop: never a
-    # partial or temporary one.
+    # partial one. A kill in the few system calls between giving the
+    # finished, fsynced file its temporary name and renaming it over the
+    # target (link, close, rename) leaves that complete file under its
+    # temporary name, which the service's start-up sweep removes
+    # (saving.remove_stale_temp_files); anything else is a defect.
     listing = os.listdir(out)
+    leftovers = [n for n in listing if n.startswith(".p.json.gz.tmp-")]
+    for name in leftovers:
+        VALIDATOR.validate(read_profile(out / name))
+        os.unlink(out / name)
+    listing = [n for n in listing if n not in leftovers]
     assert listing in ([], ["p.json.gz"])
     if listing:
         VALIDATOR.validate(read_profile(target))
@@ -571,7 +605,7 @@ def test_a_kill_between_link_and_rename_leaves_an_unlocked_temporary_file(tmp_pa
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     finally:
         os.close(fd)
-    from profiler_service.service import remove_stale_temp_files
+    from profiler_service.saving import remove_stale_temp_files
 
     assert remove_stale_temp_files(str(out / "prof_"), time.time(), min_age_s=0) == [str(out / left)]
     assert os.listdir(out) == []

@@ -20,14 +20,14 @@ import jsonschema
 import pytest
 
 from profiler_service.www import STATIC_DIR
-from profiler_service.profile import MAX_DOCUMENT_BYTES
+from profiler_service.reading import MAX_DOCUMENT_BYTES
 
 sys.path.insert(0, str(Path(__file__).parent))
 import viewer_profiles  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 from profile_helpers import LEGACY_BIG  # noqa: E402
-SCHEMA = REPO / "profiler_service" / "schema" / "profile-v1.schema.json"
+SCHEMA = REPO / "profiler_service" / "schema" / "profile-v3.schema.json"
 
 
 class Server:

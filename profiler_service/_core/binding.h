@@ -36,7 +36,4 @@ extern PyType_Spec ps_period_spec;
 /* _core.concat(periods) -> Period (periodobject.c). */
 PyObject *ps_period_concat_py(PyObject *module, PyObject *periods);
 
-/* Sampler functions exposed by the module (sampler.c). */
-extern PyMethodDef ps_sampler_methods[];
-
 #endif /* PS_BINDING_H */

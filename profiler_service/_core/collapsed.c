@@ -1,6 +1,6 @@
 /* Collapsed stacks from a period: see ps_collapsed.h. Samples are keyed by
- * (thread, leaf node), sorted, counted in runs, and each run's path is
- * rendered root first. */
+ * (thread, leaf node; by function, the first node of its path of frames),
+ * sorted, counted in runs, and each run's path is rendered root first. */
 #include "ps_collapsed.h"
 
 #include <stdint.h>
@@ -61,8 +61,10 @@ buf_put(buf *b, const char *s, size_t len)
     }
 }
 
+/* Frame "name (file:line)": the node's line, or with line 0 (by function,
+ * or unknown) the function's first. */
 static void
-put_frame(buf *b, const ps_stacks *stacks, uint32_t frame_id)
+put_frame(buf *b, const ps_stacks *stacks, uint32_t frame_id, uint32_t at_line)
 {
     const ps_frame *f = ps_stacks_frame_at(stacks, frame_id);
     const ps_str *name = ps_strtab_get(&stacks->names, f->name);
@@ -75,13 +77,14 @@ put_frame(buf *b, const ps_stacks *stacks, uint32_t frame_id)
     }
     buf_put(b, " (", 2);
     buf_put_label(b, file->ptr, file->len);
-    int n = snprintf(line, sizeof(line), ":%u)", (unsigned)f->line);
+    int n = snprintf(line, sizeof(line), ":%u)", (unsigned)(at_line ? at_line : f->line));
     buf_put(b, line, (size_t)n);
 }
 
 typedef struct {
     uint64_t key;     /* thread << 32 | leaf node */
     uint64_t weight;  /* microseconds */
+    uint64_t count;   /* sampling intervals (ps_period_count_sample) */
 } keyed;
 
 static int
@@ -92,53 +95,77 @@ compare_keyed(const void *a, const void *b)
 }
 
 int
-ps_collapsed_render(const ps_period *p, int thread, int weighted, char **out,
-                    size_t *out_len)
+ps_collapsed_render(const ps_period *p, int thread, int weighted, int by_line,
+                    char **out, size_t *out_len)
 {
     const ps_stacks *stacks = &p->stacks;
     keyed *keys = NULL;
     uint32_t *path = NULL;
+    uint32_t *lines = NULL;
+    uint32_t *function_node = NULL;  /* by function: node -> its path's first node */
+    uint64_t *carry = NULL;  /* per thread, over all its samples in order */
     size_t n_keys = 0;
     buf b = {0};
     int rc = PS_ENOMEM;
 
     keys = malloc((p->samples.len ? p->samples.len : 1) * sizeof(*keys));
     path = malloc((p->max_depth + 2) * sizeof(*path));
-    if (keys == NULL || path == NULL) {
+    lines = malloc((p->max_depth + 2) * sizeof(*lines));
+    carry = calloc(p->threads.len ? p->threads.len : 1, sizeof(*carry));
+    if (keys == NULL || path == NULL || lines == NULL || carry == NULL) {
         goto error;
+    }
+    if (!by_line) {
+        uint32_t n_nodes = ps_stacks_node_count(stacks);
+        function_node = malloc((n_nodes ? n_nodes : 1) * sizeof(*function_node));
+        if (function_node == NULL || ps_stacks_function_nodes(stacks, function_node) < 0) {
+            goto error;
+        }
     }
     for (size_t i = 0; i < p->samples.len; i++) {
         const ps_sample *s = ps_vec_at(&p->samples, i);
+        uint64_t count = ps_period_count_sample(&carry[s->thread], s->weight_us,
+                                                p->frequency_mhz);
         if (thread < 0 || s->thread == (uint16_t)thread) {
-            keys[n_keys].key = ((uint64_t)s->thread << 32) | s->node;
+            uint32_t node = function_node ? function_node[s->node] : s->node;
+            keys[n_keys].key = ((uint64_t)s->thread << 32) | node;
+            keys[n_keys].count = count;
             keys[n_keys++].weight = s->weight_us;
         }
     }
     qsort(keys, n_keys, sizeof(*keys), compare_keyed);
     for (size_t i = 0; i < n_keys;) {
         size_t run = 1;
-        uint64_t weight = keys[i].weight;
+        uint64_t weight = keys[i].weight, count = keys[i].count;
         while (i + run < n_keys && keys[i + run].key == keys[i].key) {
             weight += keys[i + run].weight;
+            count += keys[i + run].count;
             run++;
+        }
+        uint64_t value = weighted ? weight : count;
+        if (value == 0) {
+            i += run;  /* less than an interval: carried into a later sample */
+            continue;
         }
         const ps_thread *t = ps_period_thread(p, (uint16_t)(keys[i].key >> 32));
         uint32_t node = (uint32_t)keys[i].key;
         size_t depth = 0;
         while (node != PS_NO_PARENT && depth < p->max_depth + 2) {
             const ps_node *n = ps_stacks_node(stacks, node);
-            path[depth++] = n->frame;
+            path[depth] = n->frame;
+            lines[depth++] = by_line ? n->line : 0;
             node = n->parent;
         }
         buf_put_label(&b, t->name, strlen(t->name));
         while (depth > 0) {
             buf_put(&b, ";", 1);
-            put_frame(&b, stacks, path[--depth]);
+            depth--;
+            put_frame(&b, stacks, path[depth], lines[depth]);
         }
-        char count[32];
-        int len = snprintf(count, sizeof(count), " %llu\n",
-                           (unsigned long long)(weighted ? weight : run));
-        buf_put(&b, count, (size_t)len);
+        char number[32];
+        int len = snprintf(number, sizeof(number), " %llu\n",
+                           (unsigned long long)value);
+        buf_put(&b, number, (size_t)len);
         i += run;
     }
     buf_reserve(&b, 0);
@@ -160,5 +187,8 @@ error:
     free(b.data);
     free(keys);
     free(path);
+    free(lines);
+    free(function_node);
+    free(carry);
     return rc;
 }

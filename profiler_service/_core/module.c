@@ -1,12 +1,15 @@
-/* The extension module profiler_service._core: multi-phase init, module
- * state, and the one translator from PS_E* codes to Python exceptions. The
- * sampler is process-wide, so the module refuses subinterpreters and builds
- * without a GIL. */
+/* The extension module profiler_service._core: its method table,
+ * multi-phase init, module state, and the one translator from PS_E* codes to
+ * Python exceptions. The sampler is process-wide, so the module refuses
+ * subinterpreters and builds without a GIL. */
 #include "binding.h"
 
 #include <errno.h>
 
 #include "ps_error.h"
+#include "sampler.h"
+#include "stalldetect.h"
+#include "signals.h"
 
 ps_state *
 ps_get_state(PyObject *module)
@@ -87,6 +90,36 @@ core_free(void *module)
     core_clear((PyObject *)module);
 }
 
+static PyMethodDef core_methods[] = {
+    {"start", (PyCFunction)(void (*)(void))ps_sampler_start,
+     METH_VARARGS | METH_KEYWORDS,
+     "start(mode, frequency, max_depth, max_stacks, max_samples, idle)\n"
+     "Arm the process-wide sampler. Arguments are validated by Profiler."},
+    {"rotate", ps_sampler_rotate, METH_NOARGS,
+     "Finish the active period and start a new one; returns the finished Period."},
+    {"stop", (PyCFunction)(void (*)(void))ps_sampler_stop,
+     METH_VARARGS | METH_KEYWORDS,
+     "stop(route_disposition=-1)\n"
+     "Disarm, join the sampler thread and return the final Period."},
+    {"is_running", ps_sampler_is_running, METH_NOARGS,
+     "True while the sampler runs."},
+    {"status", ps_sampler_status, METH_NOARGS,
+     "A dict describing the active period, or None when stopped."},
+    {"concat", ps_period_concat_py, METH_O,
+     "concat(periods) -> Period\n"
+     "One Period holding consecutive Periods of this process, in time order."},
+    {"watch_poll", ps_stalls_watch_poll, METH_O,
+     "watch_poll(poll) -> callable\n"
+     "Wrap the reactor's poller call so that the stall detector sees the "
+     "reactor enter and leave it."},
+    {"_main_tick", ps_signals_main_tick, METH_VARARGS,
+     "Python-level handler of the trip signal (internal)."},
+    {"_before_fork", ps_sampler_before_fork, METH_NOARGS, NULL},
+    {"_after_fork_parent", ps_sampler_after_fork_parent, METH_NOARGS, NULL},
+    {"_after_fork_child", ps_sampler_after_fork_child, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
 static PyModuleDef_Slot core_slots[] = {
     {Py_mod_exec, core_exec},
     {0, NULL},
@@ -97,7 +130,7 @@ static struct PyModuleDef core_module = {
     .m_name = "profiler_service._core",
     .m_doc = "C core of buildbot-profiler: the sampler, periods and the writer.",
     .m_size = sizeof(ps_state),
-    .m_methods = NULL,  /* set in PyInit: the sampler's functions */
+    .m_methods = core_methods,
     .m_slots = core_slots,
     .m_traverse = core_traverse,
     .m_clear = core_clear,
@@ -107,6 +140,5 @@ static struct PyModuleDef core_module = {
 PyMODINIT_FUNC
 PyInit__core(void)
 {
-    core_module.m_methods = ps_sampler_methods;
     return PyModuleDef_Init(&core_module);
 }

@@ -53,6 +53,7 @@ ps_period_free(ps_period *p)
     ps_vec_free(&p->threads);
     ps_vec_free(&p->samples);
     ps_vec_free(&p->load);
+    ps_stall_list_free(&p->stalls);
     ps_stacks_free(&p->stacks);
     free(p);
 }
@@ -161,7 +162,7 @@ ps_period_add_sample(ps_period *p, int64_t now_ns, uint16_t thread,
     s->weight_us = weight_us;
     s->thread = thread;
     ps_thread *t = ps_period_thread(p, thread);
-    t->samples++;
+    t->samples += ps_period_count_sample(&t->carry, weight_us, p->frequency_mhz);
     t->weight_us += weight_us;
     p->stats.samples++;
     return PS_OK;
@@ -193,7 +194,8 @@ ps_period_heap_bytes(const ps_period *p)
 {
     size_t bytes = sizeof(*p) + ps_stacks_heap_bytes(&p->stacks) +
                    ps_vec_heap_bytes(&p->threads) +
-                   ps_vec_heap_bytes(&p->samples) + ps_vec_heap_bytes(&p->load);
+                   ps_vec_heap_bytes(&p->samples) + ps_vec_heap_bytes(&p->load) +
+                   ps_stall_list_heap_bytes(&p->stalls);
     for (size_t i = 0; i < p->threads.len; i++) {
         bytes += strlen(((ps_thread *)ps_vec_at(&p->threads, i))->name) + 1;
     }
@@ -212,6 +214,49 @@ ps_mode_name(int mode)
         return "real";
     }
     return "unknown";
+}
+
+static uint32_t
+map_node(const uint32_t *node_map, uint32_t node)
+{
+    return node == PS_STALL_NONE ? PS_STALL_NONE : node_map[node];
+}
+
+static uint16_t
+map_thread(const uint32_t *thread_map, uint16_t thread)
+{
+    return thread == PS_STALL_NO_THREAD ? PS_STALL_NO_THREAD
+                                        : (uint16_t)thread_map[thread];
+}
+
+/* Copy src's stalls into dst with their stacks and threads re-mapped. */
+static int
+append_stalls(ps_period *dst, const ps_period *src, const uint32_t *node_map,
+              const uint32_t *thread_map)
+{
+    for (size_t i = 0; i < src->stalls.len; i++) {
+        const ps_stall *from = &src->stalls.items[i];
+        ps_stall copy = *from;
+        copy.samples = NULL;
+        copy.n_samples = copy.cap_samples = 0;
+        for (uint32_t j = 0; j < from->n_samples; j++) {
+            ps_stall_sample sample = from->samples[j];
+            sample.main_node = map_node(node_map, sample.main_node);
+            sample.busy_node = map_node(node_map, sample.busy_node);
+            sample.main_thread = map_thread(thread_map, sample.main_thread);
+            sample.busy_thread = map_thread(thread_map, sample.busy_thread);
+            if (ps_stall_add_sample(&copy, &sample) == PS_ENOMEM) {
+                ps_stall_clear(&copy);
+                return PS_ENOMEM;
+            }
+        }
+        ps_stall_list_take(&dst->stalls, &copy);
+    }
+    dst->stalls.dropped += src->stalls.dropped;
+    if (dst->stalls.threshold_ns == 0) {
+        dst->stalls.threshold_ns = src->stalls.threshold_ns;
+    }
+    return PS_OK;
 }
 
 /* Append `src` to `dst`: the body of ps_period_concat. `map` has room for
@@ -252,7 +297,7 @@ append_period(ps_period *dst, const ps_period *src, uint32_t *map)
             node_map[i] = to->overflow_node;  /* below a full table */
             continue;
         }
-        rc = ps_stacks_child(to, parent, map[node->frame], &node_map[i]);
+        rc = ps_stacks_child(to, parent, map[node->frame], node->line, &node_map[i]);
         if (rc == PS_EFULL) {
             rc = PS_OK;  /* samples land on "[stack table full]" */
         }
@@ -301,6 +346,9 @@ append_period(ps_period *dst, const ps_period *src, uint32_t *map)
         if ((rc = ps_period_add_load(dst, at, l->cpu_permille, l->rss_kb)) < 0) {
             goto done;
         }
+    }
+    if ((rc = append_stalls(dst, src, node_map, map)) < 0) {
+        goto done;
     }
     dst->stats.ticks += src->stats.ticks;
     dst->stats.missed += src->stats.missed;

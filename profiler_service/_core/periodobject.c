@@ -221,21 +221,21 @@ find_thread(const ps_period *p, PyObject *thread)
 static PyObject *
 Period_collapsed(PeriodObject *self, PyObject *args, PyObject *kwargs)
 {
-    static char *keywords[] = {"thread", "weighted", NULL};
+    static char *keywords[] = {"thread", "weighted", "lines", NULL};
     PyObject *thread = Py_None;
-    int weighted = 0;
+    int weighted = 0, lines = 0;
     char *text = NULL;
     size_t len = 0;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O$p:collapsed", keywords,
-                                     &thread, &weighted)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O$pp:collapsed", keywords,
+                                     &thread, &weighted, &lines)) {
         return NULL;
     }
     int index = find_thread(self->period, thread);
     if (index == -2) {
         return NULL;
     }
-    int rc = ps_collapsed_render(self->period, index, weighted, &text, &len);
+    int rc = ps_collapsed_render(self->period, index, weighted, lines, &text, &len);
     if (rc < 0) {
         return ps_raise(rc, "collapsed", NULL);
     }
@@ -532,10 +532,13 @@ static PyGetSetDef Period_getset[] = {
 static PyMethodDef Period_methods[] = {
     {"collapsed", (PyCFunction)(void (*)(void))Period_collapsed,
      METH_VARARGS | METH_KEYWORDS,
-     "collapsed(thread=None, *, weighted=False) -> str\n"
+     "collapsed(thread=None, *, weighted=False, lines=False) -> str\n"
      "Brendan Gregg collapsed stacks, the thread name as the root frame; each\n"
-     "line ends with the sample count, or with weighted=True the CPU (or wall)\n"
-     "microseconds the samples stand for."},
+     "line ends with the sample count (the sampling intervals its samples\n"
+     "weigh, docs/FORMAT.md; a stack that counts none has no line), or with\n"
+     "weighted=True the CPU (or wall) microseconds the samples stand for.\n"
+     "Frames are functions, 'name (file:first line)'; with lines=True each\n"
+     "frame is 'name (file:line)' with the line it was on."},
     {"write", (PyCFunction)(void (*)(void))Period_write,
      METH_VARARGS | METH_KEYWORDS,
      "write(path, builds=None, meta=None, level=0)\n"

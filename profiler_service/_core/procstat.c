@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "ps_procstat.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -79,4 +80,24 @@ ps_ram_kb(void)
         return 0;
     }
     return (uint64_t)pages * (uint64_t)page / 1024;
+}
+
+int
+ps_process_tids(uint64_t *tids, int cap)
+{
+    DIR *dir = opendir("/proc/self/task");
+    int n = 0;
+
+    if (dir == NULL) {
+        return -1;
+    }
+    for (struct dirent *entry; n < cap && (entry = readdir(dir)) != NULL;) {
+        char *end;
+        unsigned long long tid = strtoull(entry->d_name, &end, 10);
+        if (end != entry->d_name && *end == '\0' && tid != 0) {
+            tids[n++] = tid;
+        }
+    }
+    closedir(dir);
+    return n;
 }

@@ -121,6 +121,20 @@ ps_py_code_firstlineno(PyCodeObject *code)
     return code->co_firstlineno;
 }
 
+/* The byte offset of `frame`'s last instruction, -1 if it has not started,
+ * and the line of an offset in `code` (-1 if none). Neither allocates. */
+static inline int
+ps_py_frame_lasti(PyFrameObject *frame)
+{
+    return PyFrame_GetLasti(frame);
+}
+
+static inline int
+ps_py_code_line_at(PyCodeObject *code, int lasti)
+{
+    return PyCode_Addr2Line(code, lasti);
+}
+
 /* Frame getters for another thread's frames. They materialize a frame
  * object, and on 3.11 that allocation can run a garbage collection right
  * inside the getter (GH-97002), whose finalizers may release the GIL; the

@@ -26,9 +26,9 @@ frame_hash(const ps_frame *f)
 }
 
 static inline uint32_t
-node_hash(uint32_t parent, uint32_t frame)
+node_hash(uint32_t parent, uint32_t frame, uint32_t line)
 {
-    return mix3(parent, frame, 0x5bd1e995u);
+    return mix3(parent, frame, line ^ 0x5bd1e995u);
 }
 
 /* Rebuild a slot table of `n` slots for `count` entries hashed by `hash_of`. */
@@ -59,7 +59,7 @@ static uint32_t
 node_hash_of(const void *entry)
 {
     const ps_node *node = entry;
-    return node_hash(node->parent, node->frame);
+    return node_hash(node->parent, node->frame, node->line);
 }
 
 int
@@ -148,11 +148,12 @@ ps_stacks_frame(ps_stacks *s, const char *name, size_t name_len,
     return PS_OK;
 }
 
-/* Find the child of `parent` for `frame`, or create it when `may_create`.
- * Returns the node id, or UINT32_MAX when absent (and not created) or when
- * memory ran out (then *oom is set). */
+/* Find the child of `parent` for (`frame`, `line`), or create it when
+ * `may_create`. Returns the node id, or UINT32_MAX when absent (and not
+ * created) or when memory ran out (then *oom is set). */
 static uint32_t
-child(ps_stacks *s, uint32_t parent, uint32_t frame, int may_create, int *oom)
+child(ps_stacks *s, uint32_t parent, uint32_t frame, uint32_t line,
+      int may_create, int *oom)
 {
     if (may_create && (s->nodes.len + 1) * 2 > s->n_node_slots) {
         size_t n = s->n_node_slots ? s->n_node_slots * 2 : 4096;
@@ -169,10 +170,10 @@ child(ps_stacks *s, uint32_t parent, uint32_t frame, int may_create, int *oom)
         return UINT32_MAX;
     }
     size_t mask = s->n_node_slots - 1;
-    size_t i = node_hash(parent, frame) & mask;
+    size_t i = node_hash(parent, frame, line) & mask;
     while (s->node_slots[i] != 0) {
         const ps_node *node = ps_vec_at(&s->nodes, s->node_slots[i] - 1);
-        if (node->parent == parent && node->frame == frame) {
+        if (node->parent == parent && node->frame == frame && node->line == line) {
             return s->node_slots[i] - 1;
         }
         i = (i + 1) & mask;
@@ -187,18 +188,19 @@ child(ps_stacks *s, uint32_t parent, uint32_t frame, int may_create, int *oom)
     }
     node->parent = parent;
     node->frame = frame;
+    node->line = line;
     s->node_slots[i] = (uint32_t)s->nodes.len;
     return (uint32_t)(s->nodes.len - 1);
 }
 
 int
 ps_stacks_child(ps_stacks *s, uint32_t parent, uint32_t frame_id,
-                uint32_t *node_id)
+                uint32_t line, uint32_t *node_id)
 {
     int oom = 0;
     /* One node beyond the cap is allowed for the overflow node itself. */
     int may_create = s->nodes.len < (size_t)s->max_nodes + 1;
-    uint32_t node = child(s, parent, frame_id, may_create, &oom);
+    uint32_t node = child(s, parent, frame_id, line, may_create, &oom);
 
     if (node == UINT32_MAX) {
         if (oom) {
@@ -215,19 +217,64 @@ int
 ps_stacks_insert(ps_stacks *s, const uint32_t *frames, size_t n,
                  uint32_t *node_id)
 {
+    return ps_stacks_insert_lines(s, frames, NULL, n, node_id);
+}
+
+int
+ps_stacks_insert_lines(ps_stacks *s, const uint32_t *frames,
+                       const uint32_t *lines, size_t n, uint32_t *node_id)
+{
     uint32_t node = PS_NO_PARENT;
 
     if (n == 0) {
         return PS_EINVAL;
     }
     for (size_t k = 0; k < n; k++) {
-        int rc = ps_stacks_child(s, node, frames[k], &node);
+        int rc = ps_stacks_child(s, node, frames[k], lines ? lines[k] : 0, &node);
         if (rc < 0) {
             *node_id = node;
             return rc;
         }
     }
     *node_id = node;
+    return PS_OK;
+}
+
+int
+ps_stacks_function_nodes(const ps_stacks *s, uint32_t *out)
+{
+    uint32_t n = ps_stacks_node_count(s);
+    size_t n_slots = 16;
+    uint32_t *slots;
+
+    while (n_slots < (size_t)n * 2) {
+        n_slots *= 2;
+    }
+    slots = calloc(n_slots, sizeof(*slots));
+    if (slots == NULL) {
+        return PS_ENOMEM;
+    }
+    size_t mask = n_slots - 1;
+    for (uint32_t id = 0; id < n; id++) {
+        const ps_node *node = ps_stacks_node(s, id);
+        uint32_t parent = node->parent == PS_NO_PARENT ? PS_NO_PARENT : out[node->parent];
+        size_t i = node_hash(parent, node->frame, 0) & mask;
+        out[id] = id;
+        while (slots[i] != 0) {
+            uint32_t other = slots[i] - 1;
+            const ps_node *o = ps_stacks_node(s, other);
+            uint32_t other_parent = o->parent == PS_NO_PARENT ? PS_NO_PARENT : out[o->parent];
+            if (o->frame == node->frame && other_parent == parent) {
+                out[id] = other;
+                break;
+            }
+            i = (i + 1) & mask;
+        }
+        if (out[id] == id) {
+            slots[i] = id + 1;
+        }
+    }
+    free(slots);
     return PS_OK;
 }
 

@@ -1,5 +1,6 @@
-/* The tick source: see ps_ticker.h. The handler touches only a semaphore and
- * errno. Everything here is process-wide because signals and interval timers
+/* The tick source: see ps_ticker.h. The handler reads its own thread id and
+ * the signal's origin, then either calls the poke handler (on the main
+ * thread) or posts a semaphore; it saves and restores errno. Everything here is process-wide because signals and interval timers
  * are; the binding guarantees one sampler per process. */
 #define _GNU_SOURCE
 #include "ps_ticker.h"
@@ -31,6 +32,13 @@ static struct sigaction previous;  /* disposition found at start */
 static void (*volatile poke_handler)(void);
 static volatile pid_t own_pid;
 static volatile sig_atomic_t main_tid;
+/* A poke sent and not yet handled. Real mode pokes with a real-time
+ * signal, and real-time signals queue instead of merging: a main thread
+ * that did not run for a while (descheduled on a loaded machine) would
+ * find hundreds queued and run its handler once for each, nested (SA_NODEFER)
+ * until the signal stack overflowed. One in flight covers every tick queued
+ * for the main thread meanwhile (signals.c counts them). */
+static atomic_int poke_in_flight;
 
 static void
 on_tick(int sig, siginfo_t *info, void *context)
@@ -42,6 +50,9 @@ on_tick(int sig, siginfo_t *info, void *context)
     if (poked != NULL && info != NULL &&
         ((info->si_code == SI_TKILL && info->si_pid == own_pid) ||
          (main_tid != 0 && (long)syscall(SYS_gettid) == main_tid))) {
+        if (info->si_code == SI_TKILL) {
+            atomic_store(&poke_in_flight, 0);
+        }
         poked();  /* on the main thread: it walks at its next bytecode */
     }
     else {
@@ -68,10 +79,25 @@ to_timeval(int64_t ns, struct timeval *tv)
 int
 ps_ticker_poke(long tid, int signum)
 {
-    if (syscall(SYS_tgkill, (long)getpid(), tid, (long)signum) != 0) {
-        return PS_EOS;
+    int rc = PS_OK;
+
+    /* Under control_lock, and only while our handler is on the signal: a
+     * poke sent after stop() or yield put another disposition back would
+     * reach it (SIG_DFL of SIGALRM or a real-time signal ends the process).
+     * One sent before is pending at most, and stop()'s SIG_IGN discards it. */
+    pthread_mutex_lock(&control_lock);
+    if (armed_signal != signum || main_tid == 0) {
+        rc = PS_ESTATE;
     }
-    return PS_OK;
+    else if (atomic_exchange(&poke_in_flight, 1)) {
+        rc = PS_OK;  /* the one in flight covers this tick too */
+    }
+    else if (syscall(SYS_tgkill, (long)getpid(), tid, (long)signum) != 0) {
+        atomic_store(&poke_in_flight, 0);
+        rc = PS_EOS;
+    }
+    pthread_mutex_unlock(&control_lock);
+    return rc;
 }
 
 int
@@ -113,6 +139,7 @@ ps_ticker_start(int mode, int64_t interval_ns, int route_signum)
         /* drain ticks left over from an earlier run */
     }
     atomic_store(&woken, 0);
+    atomic_store(&poke_in_flight, 0);  /* one discarded by the last stop() */
     if (sig == 0) {
         return PS_OK;  /* real mode without the main-thread route */
     }
@@ -128,8 +155,10 @@ ps_ticker_start(int mode, int64_t interval_ns, int route_signum)
     /* SA_NODEFER: the kernel sends a CPU-timer signal to the thread that was
      * running; if that thread had the signal blocked (as it would while in
      * this very handler), it would go to another thread, waking a sleeping
-     * one. The handler is reentrant: atomics, sem_post and errno. */
-    action.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK | SA_NODEFER;
+     * one. The handler is reentrant: atomics, sem_post and errno. Real
+     * mode's route signal only ever goes to the main thread (tgkill): it
+     * stays blocked in its handler, so the handler never nests. */
+    action.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK | (timer_sig != 0 ? SA_NODEFER : 0);
     sigemptyset(&action.sa_mask);
     if (sigaction(sig, &action, NULL) != 0) {
         return PS_EOS;
@@ -305,6 +334,7 @@ ps_ticker_after_fork_child(void)
     armed_timer = -1;  /* the kernel did not copy our timer */
     poke_handler = NULL;
     main_tid = 0;
+    atomic_store(&poke_in_flight, 0);
     if (armed_signal != 0) {
         sigaction(armed_signal, &previous, NULL);
         armed_signal = 0;

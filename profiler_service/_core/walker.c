@@ -1,8 +1,8 @@
 /* Walking: for every Python thread, the idle tests (CPU used since its last
  * sample, waiting leaf frame), the frame walk with the public API (leaf
- * first, up to max_depth), interning code objects as frames, and folding the
- * stack into the active period. Runs with the GIL held, on the main thread or
- * the sampler thread (see sampler.c).
+ * first, up to max_depth, code objects interned as frames by codemap.c), and
+ * folding the stack into the walker's period. Runs with the GIL held, on the
+ * main thread or the sampler thread (see sampler.c and signals.c).
  *
  * Re-entry and the GIL inside the walk (design note). The walk holds the GIL,
  * but it cannot keep Python code from running inside it: the frame getters
@@ -19,17 +19,17 @@
  * thread states freed. Nothing is switched off for the application (no
  * gc.disable()); instead:
  *   - One walk at a time: a walk that finds another one in progress returns
- *     at once and counts its ticks as missed (S.walking).
+ *     at once and counts its ticks as missed (walking).
  *   - The walk pins the period it began with and the period generation;
  *     after every call that can run Python code it compares the generation
- *     (rotate, stop and start bump it) and, if the period was swapped,
- *     abandons the walk without touching anything more: the sample is
+ *     (ps_walker_set_period and ps_walker_free bump it: rotate, stop,
+ *     start) and, if the period was swapped, abandons the walk without touching anything more: the sample is
  *     counted as dropped in the period that is active then.
  *   - The thread list is read in one pass that calls nothing that can run
  *     Python code; a thread state is used later only after checking that it
  *     is still listed (a thread that ended meanwhile is dropped).
  *   - stop() frees nothing a walk in progress uses: that walk frees it on
- *     its way out (S.release_deferred), and start() refuses to begin until
+ *     its way out (release_deferred), and start() refuses to begin until
  *     it has. rotate() frees nothing the walk touches after a swap (the code
  *     map is detached before its references are dropped).
  *   - One thing the walk cannot survive is a collection inside a frame
@@ -39,7 +39,7 @@
  *     collector off for the duration of that one call on 3.11 (invisible to
  *     any other code: nothing can run in it); 3.12+ never collects there. */
 #define _GNU_SOURCE
-#include "sampler.h"
+#include "walker.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -48,192 +48,109 @@
 #include "ps_procstat.h"
 
 #define NAME_MAX_BYTES 200
+#define VEC_CHUNK_BYTES 4096
 
-/* ---- code map ---------------------------------------------------------- */
+/* ---- lifecycle ---------------------------------------------------------- */
 
-static inline size_t
-ptr_hash(const void *p)
+int
+ps_walker_init(ps_walker *w, int mode, uint32_t max_depth,
+               uint64_t max_samples, int lines, PyObject *idle)
 {
-    uint64_t x = (uint64_t)(uintptr_t)p;
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    return (size_t)x;
-}
-
-/* Detach the map first: dropping a code object can run Python code (a
- * weakref callback), which may walk and intern into a fresh map meanwhile. */
-static void
-code_map_clear(code_map *m)
-{
-    code_map old = *m;
-    memset(m, 0, sizeof(*m));
-    for (size_t i = 0; i < old.n_slots; i++) {
-        Py_XDECREF(old.keys[i]);
+    if (w->walking) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "the previous sampler's last walk has not returned yet "
+                        "(Python code it ran still holds it); try again");
+        return -1;
     }
-    PyMem_RawFree(old.keys);
-    PyMem_RawFree(old.values);
-}
-
-static int
-code_map_grow(code_map *m)
-{
-    size_t n = m->n_slots ? m->n_slots * 2 : 1024;
-    PyObject **keys = PyMem_RawCalloc(n, sizeof(*keys));
-    uint32_t *values = PyMem_RawCalloc(n, sizeof(*values));
-    if (keys == NULL || values == NULL) {
-        PyMem_RawFree(keys);
-        PyMem_RawFree(values);
-        return PS_ENOMEM;
+    /* period_gen and walk carry on: they only ever grow. */
+    w->interp = PyInterpreterState_Get();
+    w->cpu_mode = mode != PS_MODE_REAL;
+    w->lines = lines;
+    w->max_depth = max_depth;
+    w->max_samples = max_samples;
+    w->skip = NULL;
+    w->period = NULL;
+    w->last_tick_ns = ps_mono_ns();
+    w->release_deferred = 0;
+    ps_vec_init(&w->tracked, sizeof(ps_tracked_thread), VEC_CHUNK_BYTES);
+    ps_vec_init(&w->candidates, sizeof(ps_walk_candidate), VEC_CHUNK_BYTES);
+    if (ps_idle_set(w, idle) < 0) {
+        return -1;
     }
-    for (size_t i = 0; i < m->n_slots; i++) {
-        if (m->keys[i] != NULL) {
-            size_t j = ptr_hash(m->keys[i]) & (n - 1);
-            while (keys[j] != NULL) {
-                j = (j + 1) & (n - 1);
-            }
-            keys[j] = m->keys[i];
-            values[j] = m->values[i];
-        }
-    }
-    PyMem_RawFree(m->keys);
-    PyMem_RawFree(m->values);
-    m->keys = keys;
-    m->values = values;
-    m->n_slots = n;
-    return PS_OK;
-}
-
-/* ---- frames ------------------------------------------------------------- */
-
-static const char *
-utf8_or(PyObject *s, const char *fallback, Py_ssize_t *len)
-{
-    const char *utf8 = NULL;
-    if (s != NULL && PyUnicode_Check(s)) {
-        utf8 = PyUnicode_AsUTF8AndSize(s, len);
-    }
-    if (utf8 == NULL) {
-        PyErr_Clear();
-        *len = (Py_ssize_t)strlen(fallback);
-        return fallback;
-    }
-    return utf8;
-}
-
-static int
-is_idle_frame(const char *name, size_t name_len, const char *file,
-              size_t file_len)
-{
-    for (size_t i = 0; i < S.n_idle; i++) {
-        const idle_pattern *p = &S.idle[i];
-        size_t n = p->file_suffix_len;
-        if (strlen(p->qualname) != name_len ||
-            memcmp(p->qualname, name, name_len) != 0 || n > file_len ||
-            memcmp(file + file_len - n, p->file_suffix, n) != 0) {
-            continue;
-        }
-        /* The suffix must start at a path component. */
-        if (n == file_len || n == 0 || file[file_len - n - 1] == '/' ||
-            p->file_suffix[0] == '/') {
-            return 1;
-        }
+    w->stack_buf = PyMem_RawMalloc((max_depth + 1) * sizeof(uint32_t));
+    w->line_buf = PyMem_RawMalloc((max_depth + 1) * sizeof(uint32_t));
+    if (w->stack_buf == NULL || w->line_buf == NULL) {
+        PyMem_RawFree(w->stack_buf);
+        PyMem_RawFree(w->line_buf);
+        w->stack_buf = w->line_buf = NULL;
+        ps_idle_free(w);
+        PyErr_NoMemory();
+        return -1;
     }
     return 0;
 }
 
-/* Frame id of `code` in period `p` (the active one), interning it on first
- * sight. Calls nothing that can run Python code. Returns 0 or PS_ENOMEM.
- * Needs the GIL. */
-static int
-intern_code(ps_period *p, PyCodeObject *code, uint32_t *frame_id)
-{
-    code_map *m = &S.codes;
-    Py_ssize_t name_len, file_len;
-
-    if (m->n_slots != 0) {
-        size_t i = ptr_hash(code) & (m->n_slots - 1);
-        while (m->keys[i] != NULL) {
-            if (m->keys[i] == (PyObject *)code) {
-                *frame_id = m->values[i];
-                return PS_OK;
-            }
-            i = (i + 1) & (m->n_slots - 1);
-        }
-    }
-    if ((m->count + 1) * 2 > m->n_slots && code_map_grow(m) < 0) {
-        return PS_ENOMEM;
-    }
-    const char *name = utf8_or(ps_py_code_qualname(code), "?", &name_len);
-    const char *file = utf8_or(ps_py_code_filename(code), "?", &file_len);
-    int first_line = ps_py_code_firstlineno(code);
-    uint32_t line = first_line > 0 ? (uint32_t)first_line : 0;
-    uint32_t flags = is_idle_frame(name, (size_t)name_len, file, (size_t)file_len)
-                         ? PS_FRAME_IDLE
-                         : 0;
-    int rc = ps_stacks_frame(&p->stacks, name, (size_t)name_len, file,
-                             (size_t)file_len, line, flags, frame_id);
-    if (rc < 0) {
-        return rc;
-    }
-    size_t i = ptr_hash(code) & (m->n_slots - 1);
-    while (m->keys[i] != NULL) {
-        i = (i + 1) & (m->n_slots - 1);
-    }
-    Py_INCREF(code);
-    m->keys[i] = (PyObject *)code;
-    m->values[i] = *frame_id;
-    m->count++;
-    return PS_OK;
-}
-
-/* ---- threads ------------------------------------------------------------ */
-
-static tracked_thread *
-track(uint64_t ident, uint64_t native_id, int *created)
-{
-    *created = 0;
-    for (size_t i = 0; i < S.n_tracked; i++) {
-        if (S.tracked[i].ident == ident && S.tracked[i].native_id == native_id) {
-            return &S.tracked[i];
-        }
-    }
-    if (S.n_tracked == S.cap_tracked) {
-        size_t cap = S.cap_tracked ? S.cap_tracked * 2 : 32;
-        tracked_thread *t = PyMem_RawRealloc(S.tracked, cap * sizeof(*t));
-        if (t == NULL) {
-            return NULL;
-        }
-        S.tracked = t;
-        S.cap_tracked = cap;
-    }
-    tracked_thread *t = &S.tracked[S.n_tracked++];
-    memset(t, 0, sizeof(*t));
-    t->ident = ident;
-    t->native_id = native_id;
-    *created = 1;
-    return t;
-}
-
-/* Forget threads the last walk did not see: they ended. */
 static void
-prune_tracked(void)
+release_state(ps_walker *w)
 {
-    size_t kept = 0;
-    for (size_t i = 0; i < S.n_tracked; i++) {
-        if (S.tracked[i].walk == S.walk) {
-            S.tracked[kept++] = S.tracked[i];
-        }
+    PyMem_RawFree(w->stack_buf);
+    PyMem_RawFree(w->line_buf);
+    w->stack_buf = w->line_buf = NULL;
+    ps_threads_free(w);
+    ps_vec_free(&w->candidates);
+    ps_idle_free(w);
+    /* Last: dropping code objects can run Python code, even a start(). */
+    ps_code_map_clear(&w->codes);
+}
+
+void
+ps_walker_free(ps_walker *w)
+{
+    w->period = NULL;
+    w->period_gen++;  /* a walk still out abandons */
+    if (w->walking) {
+        w->release_deferred = 1;
+        return;
     }
-    S.n_tracked = kept;
+    release_state(w);
+}
+
+int
+ps_walker_busy(const ps_walker *w)
+{
+    return w->walking;
+}
+
+void
+ps_walker_skip(ps_walker *w, PyThreadState *ts)
+{
+    w->skip = ts;
+}
+
+void
+ps_walker_set_period(ps_walker *w, ps_period *p)
+{
+    w->period = p;
+    w->period_gen++;
+    ps_code_map_clear(&w->codes);
+}
+
+void
+ps_walker_after_fork_child(ps_walker *w)
+{
+    if (w->walking && !pthread_equal(w->walking_thread, pthread_self())) {
+        w->walking = 0;  /* that walk's thread does not exist here */
+    }
 }
 
 /* A walk in progress: what it pinned when it began. */
 typedef struct {
-    ps_period *period;  /* Borrowed: S.active when the walk began */
-    uint64_t gen;       /* S.period_gen then */
+    ps_walker *walker;
+    ps_period *period;  /* Borrowed: walker->period when the walk began */
+    uint64_t gen;       /* walker->period_gen then */
     int python_ran;     /* a call that can run Python code returned since the
                            thread list was read */
+    int keep_idle;      /* keep a waiting leaf frame (stall stacks) */
 } walk_ctx;
 
 /* After a call that can run Python code: was the period swapped (rotate,
@@ -242,110 +159,7 @@ static inline int
 swapped(walk_ctx *w)
 {
     w->python_ran = 1;
-    return S.period_gen != w->gen;
-}
-
-/* Is `ts` still in the interpreter's thread list, for the same thread? A
- * thread state is freed when its thread ends, which can happen whenever
- * Python code ran since the list was read. Calls no Python code. */
-static int
-still_listed(PyThreadState *ts, uint64_t ident, uint64_t native_id)
-{
-    for (PyThreadState *it = PyInterpreterState_ThreadHead(S.interp); it != NULL;
-         it = PyThreadState_Next(it)) {
-        if (it == ts) {
-            return ps_py_thread_ident(ts) == ident &&
-                   ps_py_thread_native_id(ts) == native_id;
-        }
-    }
-    return 0;
-}
-
-/* The threading.Thread object that runs `root`, the outermost frame of a
- * thread, when that frame is threading's Thread._bootstrap (new reference),
- * else NULL. It names a thread threading already forgot (after _delete, at
- * its end) or does not know yet (before _bootstrap_inner registers it).
- * Can run Python code. */
-static PyObject *
-bootstrap_thread(PyFrameObject *root)
-{
-    static const char suffix[] = "threading.py";
-    PyObject *self = NULL;
-    PyCodeObject *code = PyFrame_GetCode(root);
-    Py_ssize_t file_len;
-    const char *file = utf8_or(ps_py_code_filename(code), "", &file_len);
-    PyObject *qualname = ps_py_code_qualname(code);
-
-    if (qualname != NULL && PyUnicode_Check(qualname) &&
-        PyUnicode_CompareWithASCIIString(qualname, "Thread._bootstrap") == 0 &&
-        (size_t)file_len >= sizeof(suffix) - 1 &&
-        strcmp(file + file_len - (sizeof(suffix) - 1), suffix) == 0) {
-        self = ps_py_frame_local(root, "self");
-    }
-    Py_DECREF(code);
-    return self;
-}
-
-/* The name threading knows the thread by, into `out` (NUL-terminated, cut
- * at a character boundary): threading._active[ident]._name, or, when
- * threading does not list it (starting or ending), the name of the Thread
- * whose _bootstrap is the thread's outermost frame `root` (may be NULL). A
- * thread threading does not know gets "Thread <native id>" and *named = 0.
- * Can run Python code (the caller checks for a swap). Needs the GIL. */
-static size_t
-thread_name(uint64_t ident, uint64_t native_id, PyFrameObject *root, char *out,
-            size_t cap, int *named)
-{
-    PyObject *threading = NULL, *active = NULL, *key = NULL, *name = NULL;
-    PyObject *thread = NULL;
-    size_t len = 0;
-
-    PyObject *module_name = PyUnicode_FromString("threading");
-    if (module_name != NULL) {
-        threading = PyImport_GetModule(module_name);
-        Py_DECREF(module_name);
-    }
-    if (threading != NULL) {
-        active = PyObject_GetAttrString(threading, "_active");
-    }
-    if (active != NULL && PyDict_Check(active)) {
-        key = PyLong_FromUnsignedLongLong(ident);
-        thread = key ? PyDict_GetItemWithError(active, key) : NULL;
-        Py_XINCREF(thread);
-    }
-    PyErr_Clear();
-    if (thread == NULL && root != NULL) {
-        thread = bootstrap_thread(root);
-    }
-    if (thread != NULL) {
-        name = PyObject_GetAttrString(thread, "_name");
-    }
-    if (name != NULL && PyUnicode_Check(name)) {
-        Py_ssize_t n;
-        const char *utf8 = PyUnicode_AsUTF8AndSize(name, &n);
-        if (utf8 != NULL) {
-            len = (size_t)n < cap - 1 ? (size_t)n : cap - 1;
-            if (len < (size_t)n) {
-                while (len > 0 && ((unsigned char)utf8[len] & 0xC0) == 0x80) {
-                    len--;  /* do not cut a UTF-8 sequence */
-                }
-            }
-            memcpy(out, utf8, len);
-        }
-    }
-    PyErr_Clear();
-    Py_XDECREF(name);
-    Py_XDECREF(thread);
-    Py_XDECREF(key);
-    Py_XDECREF(active);
-    Py_XDECREF(threading);
-    *named = len > 0;
-    if (len == 0) {
-        len = (size_t)PyOS_snprintf(out, cap, "Thread %llu",
-                                    (unsigned long long)native_id);
-    }
-    out[len] = '\0';
-    return len;
+    return w->walker->period_gen != w->gen;
 }
 
 enum { WALK_OK = 0, WALK_NOMEM = -1, WALK_SWAPPED = -2 };
@@ -353,10 +167,9 @@ enum { WALK_OK = 0, WALK_NOMEM = -1, WALK_SWAPPED = -2 };
 /* Index of tracked thread `t` in the walk's period, adding it there on its
  * first kept sample of the period (a thread with no sample has no entry).
  * Returns WALK_OK, WALK_SWAPPED (the period was swapped during the name
- * lookup: touch nothing) or WALK_NOMEM (also for a full thread table).
- * Needs the GIL. */
+ * lookup: touch nothing) or WALK_NOMEM (also for a full thread table). */
 static int
-period_thread(walk_ctx *w, tracked_thread *t, PyFrameObject *root,
+period_thread(walk_ctx *w, ps_tracked_thread *t, PyFrameObject *root,
               uint16_t *index)
 {
     char name[NAME_MAX_BYTES];
@@ -366,8 +179,8 @@ period_thread(walk_ctx *w, tracked_thread *t, PyFrameObject *root,
         *index = t->index;
         if (!t->named) {
             /* Sampled before threading knew it: ask again. */
-            size_t len = thread_name(t->ident, t->native_id, root, name,
-                                     sizeof(name), &named);
+            size_t len = ps_thread_name(t->ident, t->native_id, root, name,
+                                        sizeof(name), &named);
             if (swapped(w)) {
                 return WALK_SWAPPED;
             }
@@ -377,8 +190,8 @@ period_thread(walk_ctx *w, tracked_thread *t, PyFrameObject *root,
         }
         return WALK_OK;
     }
-    size_t len = thread_name(t->ident, t->native_id, root, name, sizeof(name),
-                             &named);
+    size_t len = ps_thread_name(t->ident, t->native_id, root, name,
+                                sizeof(name), &named);
     if (swapped(w)) {
         return WALK_SWAPPED;
     }
@@ -394,47 +207,139 @@ period_thread(walk_ctx *w, tracked_thread *t, PyFrameObject *root,
 
 /* ---- sampling ----------------------------------------------------------- */
 
-/* Walk one thread's frames leaf first into S.stack_buf[1..]: sets *depth,
- * *truncated when frames beyond max_depth were left out, *idle when the leaf
- * is a waiting frame (then the walk stops early), and *root to the outermost
- * frame (new reference) when the walk reached it. Returns WALK_OK,
- * WALK_NOMEM, or WALK_SWAPPED when the period was swapped while a frame
- * getter ran Python code (nothing held then). Needs the GIL. */
+#define BETWEEN_NAME "[finished between samples]"
+
+/* The synthetic frame that stands, in CPU modes, for the CPU a thread used
+ * in work that began and returned between two samples: the walk, which
+ * needs the GIL, finds a thread that works in bursts shorter than the GIL's
+ * switch interval (5 ms: a DB pool thread's short query) back in its wait
+ * every time. Its waiting frames are left out and this one takes their
+ * place, under the code that waits (and ran the work). Calls no Python
+ * code. */
 static int
-walk(walk_ctx *w, PyThreadState *ts, int *depth, int *truncated, int *idle,
-     PyFrameObject **root)
+between_samples_frame(ps_period *p, uint32_t *frame_id)
 {
+    return ps_stacks_frame(&p->stacks, BETWEEN_NAME, sizeof(BETWEEN_NAME) - 1, "", 0,
+                           0, PS_FRAME_SYNTHETIC, frame_id);
+}
+
+/* Walk one thread's frames leaf first into stack_buf[1..], each frame's
+ * line into line_buf[1..]: sets *depth,
+ * *truncated when frames beyond max_depth were left out, *idle when the leaf
+ * is a waiting frame in real mode (then the walk stops early; in CPU modes
+ * the waiting frames give way to "[finished between samples]", unless
+ * keep_idle), and *root to the outermost frame (new reference) when the
+ * walk reached it. Returns WALK_OK,
+ * WALK_NOMEM, or WALK_SWAPPED when the period was swapped while a frame
+ * getter ran Python code (nothing held then). */
+/* The walk cache (design note). A thread found on the same code objects at
+ * the same instructions as at its last walk, frame by frame, has the same
+ * frames, lines and stack node: a thread parked in a C call (a sleep, a
+ * socket read) deep in its stack, a reactor waiting in its poll. Each
+ * tracked thread keeps its last walk's (code object, instruction offset)
+ * per frame with the frame id and line they gave, and the node it folded
+ * into: a frame that matches is taken from there (no code-map or line
+ * lookup), and a walk that matches to its end reuses the node (no fold).
+ * The frames are still walked: only the frames themselves say whether
+ * they are the same. Code objects are compared as addresses and never
+ * dereferenced; they are the code map's keys of the same period
+ * (walked_gen), which holds them, so an address cannot name another code
+ * object meanwhile. Stall walks (keep_idle) neither use nor fill it. */
+
+/* The cache of `t` for this walk, allocated on first use; NULL without
+ * one (no memory: the walk works without). */
+static ps_walked_frame *
+walk_cache(walk_ctx *w, ps_tracked_thread *t)
+{
+    if (t == NULL || w->keep_idle) {
+        return NULL;
+    }
+    if (t->walked == NULL) {
+        t->walked = PyMem_RawMalloc((w->walker->max_depth + 1) * sizeof(ps_walked_frame));
+        t->walked_gen = 0;
+    }
+    return t->walked;
+}
+
+static int
+walk_frames(walk_ctx *w, PyThreadState *ts, ps_tracked_thread *t, int *depth,
+            int *truncated, int *idle, int *same, PyFrameObject **root)
+{
+    ps_walker *walker = w->walker;
     PyFrameObject *frame = ps_py_thread_frame(ts);
-    uint32_t n = 0;
+    ps_walked_frame *cache = walk_cache(w, t);
+    int matching = cache != NULL && t->walked_gen == w->gen;
+    uint32_t n = 0, k = 0;  /* frames kept, frames walked */
+    int skipped = 0;  /* CPU modes: stack_buf[1] stands for the waiting frames */
     int rc = WALK_OK;
 
     *depth = 0;
     *truncated = 0;
     *idle = 0;
+    *same = 0;
     *root = NULL;
     while (frame != NULL) {
         if (swapped(w)) {
             rc = WALK_SWAPPED;
             break;
         }
-        if (n == S.max_depth) {
+        if (n == walker->max_depth) {
             *truncated = 1;
             break;
         }
         PyCodeObject *code = PyFrame_GetCode(frame);
-        uint32_t frame_id;
-        int interned = intern_code(w->period, code, &frame_id);
-        Py_DECREF(code);  /* the frame still holds it */
-        if (interned < 0) {
-            rc = WALK_NOMEM;
-            break;
+        int lasti = ps_py_frame_lasti(frame);
+        uint32_t frame_id, line;
+        int known = matching && k < t->walked_n && cache[k].code == (PyObject *)code &&
+                    cache[k].lasti == lasti;
+        if (known) {
+            frame_id = cache[k].frame_id;
+            line = cache[k].line;
         }
-        if (n == 0 && (ps_stacks_frame_at(&w->period->stacks, frame_id)->flags &
-                       PS_FRAME_IDLE)) {
+        else {
+            matching = 0;
+            if (ps_code_map_intern(walker, code, &frame_id) < 0) {
+                Py_DECREF(code);
+                rc = WALK_NOMEM;
+                break;
+            }
+            line = walker->lines ? ps_code_map_line(walker, code, lasti) : 0;
+            if (cache != NULL && k > walker->max_depth) {
+                cache = NULL;  /* leaf waiting frames past the cache: not kept */
+                t->walked_gen = 0;
+                t->walked_folded = 0;
+            }
+            if (cache != NULL) {
+                cache[k] = (ps_walked_frame){.code = (PyObject *)code, .lasti = lasti,
+                                             .frame_id = frame_id, .line = line};
+            }
+        }
+        k++;
+        /* A waiting frame at the leaf: no other frame kept before it. */
+        int waiting = n == (uint32_t)skipped && !w->keep_idle &&
+                      (ps_stacks_frame_at(&w->period->stacks, frame_id)->flags &
+                       PS_FRAME_IDLE);
+        if (waiting && !walker->cpu_mode) {
+            Py_DECREF(code);
             *idle = 1;
             break;
         }
-        S.stack_buf[1 + n++] = frame_id;
+        if (!waiting) {
+            walker->line_buf[1 + n] = line;
+            walker->stack_buf[1 + n++] = frame_id;
+        }
+        else if (!skipped) {
+            /* Its CPU went into work that already returned. */
+            if (between_samples_frame(w->period, &walker->stack_buf[1]) < 0) {
+                Py_DECREF(code);
+                rc = WALK_NOMEM;
+                break;
+            }
+            walker->line_buf[1] = 0;
+            n = 1;
+            skipped = 1;
+        }
+        Py_DECREF(code);  /* the frame and the code map still hold it */
         PyFrameObject *back = ps_py_frame_back(frame);
         if (back == NULL) {
             *root = frame;  /* keep it: it may name the thread */
@@ -449,6 +354,15 @@ walk(walk_ctx *w, PyThreadState *ts, int *depth, int *truncated, int *idle,
     if (rc == WALK_OK && swapped(w)) {
         rc = WALK_SWAPPED;  /* dropping the frame ran Python code */
     }
+    if (cache != NULL) {
+        /* The same frames to the same end: the same stack. */
+        *same = rc == WALK_OK && matching && k == t->walked_n && t->walked_folded;
+        if (!*same) {
+            t->walked_folded = 0;  /* the caller folds this walk, if it keeps it */
+        }
+        t->walked_n = k;
+        t->walked_gen = rc == WALK_OK ? w->gen : 0;
+    }
     if (rc == WALK_SWAPPED) {
         Py_CLEAR(*root);
     }
@@ -456,130 +370,67 @@ walk(walk_ctx *w, PyThreadState *ts, int *depth, int *truncated, int *idle,
 }
 
 /* Fold the walked stack (leaf first in stack_buf[1..depth]) root first into
- * the tree of `p` and append the sample. Calls no Python code. */
-static void
-record(ps_period *p, uint16_t index, int depth, int truncated, int64_t now_ns,
-       uint32_t weight_us)
+ * the tree of `p`; its leaf node into *node. Returns 0 (also when the table
+ * was full: the stack then ends on its overflow node) or PS_ENOMEM. Calls no
+ * Python code. */
+static int
+fold(ps_walker *w, ps_period *p, int depth, int truncated, uint32_t *node)
 {
-    uint32_t *frames = S.stack_buf + 1;
-    uint32_t node;
+    uint32_t *frames = w->stack_buf + 1;
+    uint32_t *lines = w->line_buf + 1;
 
     /* Reverse in place to root first. */
     for (int i = 0, j = depth - 1; i < j; i++, j--) {
         uint32_t tmp = frames[i];
         frames[i] = frames[j];
         frames[j] = tmp;
+        tmp = lines[i];
+        lines[i] = lines[j];
+        lines[j] = tmp;
     }
     if (truncated) {
-        frames = S.stack_buf;
+        frames = w->stack_buf;
+        lines = w->line_buf;
         frames[0] = p->stacks.truncated_frame;
+        lines[0] = 0;
         depth++;
         p->stats.truncated++;
     }
-    int rc = ps_stacks_insert(&p->stacks, frames, (size_t)depth, &node);
+    int rc = ps_stacks_insert_lines(&p->stacks, frames, lines, (size_t)depth, node);
     if (rc == PS_EFULL) {
         p->stats.truncated++;
+        rc = PS_OK;
     }
-    else if (rc < 0) {
-        p->stats.dropped++;
-        return;
+    return rc;
+}
+
+/* Fold the walked stack into the tree of `p`, or with `same` take the node
+ * of the thread's last walk (the walk cache), and append the sample. Calls
+ * no Python code. */
+static void
+record(ps_walker *w, ps_period *p, ps_tracked_thread *t, int same, uint16_t index,
+       int depth, int truncated, int64_t now_ns, uint32_t weight_us)
+{
+    uint32_t node;
+
+    if (same) {
+        node = t->walked_node;
+        p->stats.truncated += (uint64_t)t->walked_truncations;
+    }
+    else {
+        uint64_t truncated_before = p->stats.truncated;
+        if (fold(w, p, depth, truncated, &node) < 0) {
+            p->stats.dropped++;
+            return;
+        }
+        if (t->walked != NULL && t->walked_gen != 0) {
+            t->walked_node = node;
+            t->walked_folded = 1;
+            t->walked_truncations = (int)(p->stats.truncated - truncated_before);
+        }
     }
     if (ps_period_add_sample(p, now_ns, index, node, weight_us) < 0) {
         p->stats.dropped++;
-    }
-}
-
-static uint32_t
-to_us(int64_t ns)
-{
-    int64_t us = (ns + 500) / 1000;
-    return us <= 0 ? 0 : us > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)us;
-}
-
-/* A thread the first pass chose to walk. */
-struct ps_walk_candidate {
-    PyThreadState *ts;  /* Borrowed; valid only while still listed */
-    uint64_t ident;
-    uint64_t native_id;
-    size_t tracked;     /* index in S.tracked (stable for the whole walk) */
-    uint32_t weight_us;
-};
-
-static ps_walk_candidate *
-add_candidate(void)
-{
-    if (S.n_candidates == S.cap_candidates) {
-        size_t cap = S.cap_candidates ? S.cap_candidates * 2 : 32;
-        ps_walk_candidate *c = PyMem_RawRealloc(S.candidates, cap * sizeof(*c));
-        if (c == NULL) {
-            return NULL;
-        }
-        S.candidates = c;
-        S.cap_candidates = cap;
-    }
-    return &S.candidates[S.n_candidates++];
-}
-
-/* The first pass over the thread list: clocks, the CPU-idle test, and the
- * threads to walk into S.candidates. Calls nothing that can run Python code,
- * so the list cannot change under it. */
-static void
-choose_threads(ps_period *p, int64_t start_ns, int baseline)
-{
-    int cpu_mode = S.mode != PS_MODE_REAL;
-
-    S.n_candidates = 0;
-    for (PyThreadState *ts = PyInterpreterState_ThreadHead(S.interp);
-         ts != NULL; ts = PyThreadState_Next(ts)) {
-        if (ts == S.tstate || ps_py_thread_native_id(ts) == 0) {
-            continue;
-        }
-        int created;
-        tracked_thread *t =
-            track(ps_py_thread_ident(ts), ps_py_thread_native_id(ts), &created);
-        if (t == NULL) {
-            p->stats.dropped++;
-            continue;
-        }
-        t->walk = S.walk;
-        int64_t cpu_ns = cpu_mode ? ps_thread_cpu_ns(t->native_id) : 0;
-        int64_t since_ns;
-        if (cpu_mode) {
-            /* A thread first seen now started after the previous walk: all
-             * of its CPU time is new. At baseline, none of it is. */
-            int64_t previous = created ? (baseline ? cpu_ns : 0) : t->last_cpu_ns;
-            since_ns = cpu_ns < 0 ? 0 : cpu_ns - previous;
-            if (cpu_ns >= 0) {
-                t->last_cpu_ns = cpu_ns;
-            }
-        }
-        else {
-            int64_t previous = created ? S.last_tick_ns : t->last_wall_ns;
-            since_ns = start_ns - previous;
-            t->last_wall_ns = start_ns;
-        }
-        if (baseline) {
-            continue;
-        }
-        uint32_t weight_us = to_us(since_ns);
-        if (weight_us == 0) {
-            p->stats.idle++;  /* no CPU since its last sample */
-            continue;
-        }
-        if (p->stats.samples + S.n_candidates >= S.max_samples) {
-            p->stats.dropped++;
-            continue;
-        }
-        ps_walk_candidate *c = add_candidate();
-        if (c == NULL) {
-            p->stats.dropped++;
-            continue;
-        }
-        c->ts = ts;
-        c->ident = t->ident;
-        c->native_id = t->native_id;
-        c->tracked = (size_t)(t - S.tracked);
-        c->weight_us = weight_us;
     }
 }
 
@@ -588,15 +439,15 @@ static int
 sample_thread(walk_ctx *w, const ps_walk_candidate *c, int64_t start_ns)
 {
     ps_period *p = w->period;
-    int depth, truncated, idle;
+    int depth, truncated, idle, same;
     PyFrameObject *root = NULL;
     uint16_t index;
 
-    if (w->python_ran && !still_listed(c->ts, c->ident, c->native_id)) {
+    if (w->python_ran && !ps_threads_still_listed(w->walker, c->ts, c->ident, c->native_id)) {
         p->stats.dropped++;  /* it ended while Python code ran */
         return WALK_OK;
     }
-    int rc = walk(w, c->ts, &depth, &truncated, &idle, &root);
+    int rc = walk_frames(w, c->ts, c->tracked, &depth, &truncated, &idle, &same, &root);
     if (rc == WALK_SWAPPED) {
         return rc;
     }
@@ -607,9 +458,10 @@ sample_thread(walk_ctx *w, const ps_walk_candidate *c, int64_t start_ns)
         p->stats.idle++;
     }
     else {
-        rc = period_thread(w, &S.tracked[c->tracked], root, &index);
+        rc = period_thread(w, c->tracked, root, &index);
         if (rc == WALK_OK) {
-            record(p, index, depth, truncated, start_ns, c->weight_us);
+            record(w->walker, p, c->tracked, same, index, depth, truncated, start_ns,
+                   c->weight_us);
         }
         else if (rc == WALK_NOMEM) {
             p->stats.dropped++;
@@ -623,66 +475,130 @@ sample_thread(walk_ctx *w, const ps_walk_candidate *c, int64_t start_ns)
 }
 
 void
-ps_walk_all(uint64_t ticks, int baseline)
+ps_walker_baseline(ps_walker *w)
 {
-    ps_period *p = S.active;
-    int64_t start_ns = ps_mono_ns();
-    walk_ctx w = {.period = p, .gen = S.period_gen, .python_ran = 0};
+    int64_t now_ns = ps_mono_ns();
+    int64_t since_ns;  /* a baseline samples nothing */
 
-    if (S.walking) {
+    w->walk++;
+    for (PyThreadState *ts = PyInterpreterState_ThreadHead(w->interp);
+         ts != NULL; ts = PyThreadState_Next(ts)) {
+        ps_threads_clock(w, w->period, ts, now_ns, 1, &since_ns);
+    }
+    ps_threads_prune(w);
+    w->last_tick_ns = now_ns;
+}
+
+void
+ps_walker_sample(ps_walker *w, uint64_t ticks)
+{
+    ps_period *p = w->period;
+    int64_t start_ns = ps_mono_ns();
+    walk_ctx ctx = {.walker = w, .period = p, .gen = w->period_gen};
+
+    if (w->walking) {
         /* Re-entered: from Python code run inside the walk in progress (a
          * finalizer, a signal handler), or from another thread while that
          * walk let go of the GIL. That walk covers these ticks. */
-        if (!baseline && p != NULL) {
+        if (p != NULL) {
             p->stats.missed += ticks ? ticks : 1;
         }
         return;
     }
-    S.walking = 1;
-    S.walker = pthread_self();
-    S.walk++;
-    if (!baseline) {
-        p->stats.ticks++;
-        p->stats.missed += ticks > 1 ? ticks - 1 : 0;
+    if (p == NULL) {
+        return;
     }
-    choose_threads(p, start_ns, baseline);
-    for (size_t i = 0; i < S.n_candidates; i++) {
-        if (sample_thread(&w, &S.candidates[i], start_ns) == WALK_SWAPPED) {
+    w->walking = 1;
+    w->walking_thread = pthread_self();
+    w->walk++;
+    p->stats.ticks++;
+    p->stats.missed += ticks > 1 ? ticks - 1 : 0;
+    ps_threads_choose(w, p, start_ns);
+    for (size_t i = 0; i < w->candidates.len; i++) {
+        if (sample_thread(&ctx, ps_vec_at(&w->candidates, i), start_ns) ==
+            WALK_SWAPPED) {
             /* `p` may be gone: count the lost sample where it can be seen. */
-            if (S.active != NULL) {
-                S.active->stats.dropped++;
+            if (w->period != NULL) {
+                w->period->stats.dropped++;
             }
             goto done;
         }
     }
-    prune_tracked();
-    S.last_tick_ns = start_ns;
-    if (!baseline) {
-        p->stats.sampling_ns += (uint64_t)(ps_mono_ns() - start_ns);
-    }
+    ps_threads_prune(w);
+    w->last_tick_ns = start_ns;
+    p->stats.sampling_ns += (uint64_t)(ps_mono_ns() - start_ns);
 done:
     PyErr_Clear();
-    S.n_candidates = 0;
-    S.walking = 0;
-    if (S.release_deferred) {
-        S.release_deferred = 0;
-        ps_sampler_release_walk_state();
+    ps_vec_truncate(&w->candidates, 0);
+    w->walking = 0;
+    if (w->release_deferred) {
+        w->release_deferred = 0;
+        release_state(w);
     }
 }
 
-void
-ps_walker_forget_codes(void)
+int
+ps_walker_thread_stack(ps_walker *w, uint64_t native_id, uint16_t *thread_index,
+                       uint32_t *node)
 {
-    code_map_clear(&S.codes);
-}
+    walk_ctx ctx = {.walker = w, .period = w->period, .gen = w->period_gen,
+                    .keep_idle = 1};
+    PyThreadState *ts = NULL;
+    PyFrameObject *root = NULL;
+    int depth, truncated, idle, created;
+    int rc = PS_ESTATE;
 
-void
-ps_walker_forget_threads(void)
-{
-    PyMem_RawFree(S.tracked);
-    S.tracked = NULL;
-    S.n_tracked = S.cap_tracked = 0;
-    PyMem_RawFree(S.candidates);
-    S.candidates = NULL;
-    S.n_candidates = S.cap_candidates = 0;
+    if (w->walking || w->period == NULL || w->stack_buf == NULL) {
+        return PS_ESTATE;
+    }
+    for (ts = PyInterpreterState_ThreadHead(w->interp); ts != NULL;
+         ts = PyThreadState_Next(ts)) {
+        if ((uint64_t)ps_py_thread_native_id(ts) == native_id) {
+            break;
+        }
+    }
+    if (ts == NULL || ts == w->skip) {
+        return PS_ESTATE;
+    }
+    ps_tracked_thread *t = ps_threads_track(w, ps_py_thread_ident(ts), native_id, &created);
+    if (t == NULL) {
+        return PS_ENOMEM;
+    }
+    if (created) {
+        /* First seen here: its clocks start now, as at a baseline, so the
+         * next walk weighs only what it spends from now on. */
+        int64_t cpu_ns = ps_thread_cpu_ns(native_id);
+        t->last_cpu_ns = cpu_ns < 0 ? 0 : cpu_ns;
+        t->last_wall_ns = ps_mono_ns();
+        t->walk = w->walk;
+    }
+    w->walking = 1;
+    w->walking_thread = pthread_self();
+    int same;  /* always 0: stall walks do not use the walk cache */
+    int walked = walk_frames(&ctx, ts, NULL, &depth, &truncated, &idle, &same, &root);
+    if (walked == WALK_NOMEM) {
+        rc = PS_ENOMEM;
+    }
+    else if (walked == WALK_OK && depth > 0) {
+        /* t stays valid: ps_vec never moves elements, and the tracked list
+         * changes only in a walk, which this is. */
+        walked = period_thread(&ctx, t, root, thread_index);
+        if (walked == WALK_OK) {
+            rc = fold(w, ctx.period, depth, truncated, node);
+        }
+        else if (walked == WALK_NOMEM) {
+            rc = PS_ENOMEM;
+        }
+    }
+    Py_XDECREF(root);
+    if (swapped(&ctx)) {
+        rc = PS_ESTATE;  /* the node belongs to a period that is gone */
+    }
+    PyErr_Clear();
+    w->walking = 0;
+    if (w->release_deferred) {
+        w->release_deferred = 0;
+        release_state(w);
+    }
+    return rc;
 }

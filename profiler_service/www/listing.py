@@ -1,6 +1,7 @@
-"""Finds the profile files under the served paths; the facts the viewer's
+"""Finds the profile files under the served sources (directories by the rules
+of ``profiler_service.catalog``, or single files); the facts the viewer's
 picker shows (time range, samples, host, or the error) come from
-``profiler_service.profile.summarize`` (ours and 1.x files).
+``profiler_service.reading.summarize`` (ours and 1.x files).
 
 A name is a file's base name; it is the only handle the API accepts, so a
 request can reach nothing but a file this module listed.
@@ -10,33 +11,32 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass, field
-from typing import Any, Iterable
+from dataclasses import dataclass
+from typing import Any, Iterable, Optional
 
-from profiler_service.profile import PROFILE_SUFFIXES, summarize
+from profiler_service import catalog
+from profiler_service.catalog import ProfileFile
+from profiler_service.reading import summarize
+
+__all__ = ["ProfileCatalog", "ProfileFile", "Source"]
 
 
 @dataclass(frozen=True)
-class ProfileFile:
-    name: str
-    path: str  # real path, symlinks resolved
-    size: int
-    mtime: float
-    version: tuple = field(default=(), compare=False)  # (dev, ino, size, mtime_ns): changes with the file
+class Source:
+    """A served place: a directory (its profiles by ``catalog``'s rules,
+    only ``<prefix><stamp>.json.gz`` ones with a prefix) or one file."""
 
-
-def _is_within(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+    path: str  # absolute
+    prefix: Optional[str] = None
 
 
 class ProfileCatalog:
     """The profile files under a fixed list of files and directories.
 
-    Directories are scanned (not recursively) on every call, so new files
-    appear without a restart; a directory entry whose real path leaves the
-    directory (a symlink pointing out) is ignored. Files named explicitly are
-    served wherever they are. When two files share a base name, the first
-    path given wins.
+    Directories are scanned (not recursively) on every listing, by the rules
+    of ``profiler_service.catalog``, so new files appear without a restart.
+    Files named explicitly are served wherever they are. When two files
+    share a base name, the first source given wins.
     """
 
     def __init__(self, paths: Iterable[str]):
@@ -49,64 +49,45 @@ class ProfileCatalog:
         self._summaries: dict[tuple, dict[str, Any]] = {}
         self._summaries_lock = threading.Lock()
 
-    def served_paths(self) -> list[str]:
-        """The files and directories served, absolute (subclasses compute them)."""
-        return self.paths
+    def sources(self) -> list[Source]:
+        """What is served (subclasses compute it). Must not block: it runs
+        on the reactor thread for every fetch."""
+        return [Source(path) for path in self.paths]
 
     def files(self) -> dict[str, ProfileFile]:
+        """Blocking: every served file by name."""
         found: dict[str, ProfileFile] = {}
-        for path in self.served_paths():
-            if os.path.isdir(path):
-                root = os.path.realpath(path)
+        for source in self.sources():
+            if os.path.isdir(source.path):
                 try:
-                    names = sorted(os.listdir(path))
+                    listed = catalog.scan(source.path, source.prefix)
                 except OSError:
                     continue
-                for name in names:
-                    if not name.endswith(PROFILE_SUFFIXES) or name in found:
-                        continue
-                    real = os.path.realpath(os.path.join(path, name))
-                    if _is_within(real, root):
-                        self._add(found, name, real)
+                for profile in listed:
+                    found.setdefault(profile.name, profile)
             else:
-                name = os.path.basename(path)
-                if name not in found:
-                    self._add(found, name, os.path.realpath(path))
+                name = os.path.basename(source.path)
+                profile = None if name in found else catalog.file_at(os.path.realpath(source.path), name)
+                if profile is not None:
+                    found[name] = profile
         return found
-
-    @staticmethod
-    def _add(found: dict[str, ProfileFile], name: str, real: str) -> None:
-        try:
-            st = os.stat(real)
-        except OSError:
-            return
-        if os.path.isfile(real):
-            found[name] = ProfileFile(name, real, st.st_size, st.st_mtime,
-                                      (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
 
     def resolve(self, name: str) -> ProfileFile | None:
         """The listed file called `name`, with the rules of files(), looking
         only at that name: it runs on the reactor thread for every fetch."""
         if not name or name != os.path.basename(name):
             return None
-        found: dict[str, ProfileFile] = {}
-        for path in self.served_paths():
-            if os.path.isdir(path):
-                if not name.endswith(PROFILE_SUFFIXES):
+        for source in self.sources():
+            if os.path.isdir(source.path):
+                if not os.path.lexists(os.path.join(source.path, name)):
                     continue
-                candidate = os.path.join(path, name)
-                if not os.path.lexists(candidate):
-                    continue
-                real = os.path.realpath(candidate)
-                if not _is_within(real, os.path.realpath(path)):
-                    continue
-            elif os.path.basename(path) == name:
-                real = os.path.realpath(path)
+                profile = catalog.lookup(source.path, name, source.prefix)
+            elif os.path.basename(source.path) == name:
+                profile = catalog.file_at(os.path.realpath(source.path), name)
             else:
                 continue
-            self._add(found, name, real)
-            if name in found:
-                return found[name]
+            if profile is not None:
+                return profile
         return None
 
     def listing(self) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ State-changing calls are POST with a JSON content type, which a cross-site
 form cannot send.
 
 A recording started from the page is a consumer of the process-wide hub
-(``profiler_service.hub``), so it shares the sampler with a running
+(``profiler_service.recordings``), so it shares the sampler with a running
 ``ProfilerService``: no second timer, no lost service period.
 
 Importing this module is cheap and never loads the C extension: Buildbot
@@ -30,7 +30,6 @@ load, the master starts and ``api/status`` (and the page) say why.
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import os
@@ -43,8 +42,13 @@ from twisted.web import resource, server, static
 
 from buildbot.www.plugin import Application
 
+from profiler_service.options import MIN_DURATION, MIN_FREQUENCY, MODES, start_request
+from profiler_service.options import PLUGIN_DEFAULTS as DEFAULTS
+from profiler_service.options import plugin_options
+from profiler_service.recordings import core_problem
+from profiler_service.saving import Saved, fetch_build_records, remove_stale_temp_files, save
 from profiler_service.www import STATIC_DIR
-from profiler_service.www.listing import ProfileCatalog
+from profiler_service.www.listing import ProfileCatalog, Source
 from profiler_service.www.resources import (
     ApiResource,
     MissingViewer,
@@ -57,19 +61,7 @@ PACKAGE = "profiler_service.www"
 UI_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "buildbot_ui")
 RECORDING_NAME = "www"
 FILE_PREFIX = "web_"
-MODES = ("virtual", "prof", "real")
 MAX_BODY = 64 * 1024
-
-DEFAULTS = {
-    "directory": "profiler-www",  # page recordings, relative to the master's basedir
-    "frequency": 100.0,  # Hz, the page's default
-    "duration": 60.0,  # s, the page's default
-    "maxFrequency": 1000.0,  # Hz; requests above are clamped
-    "maxDuration": 3600.0,  # s; requests above are clamped
-    "keepFiles": 50,  # page recordings kept; older ones are deleted
-}
-MIN_FREQUENCY = 1.0
-MIN_DURATION = 1.0
 BUILDS_TIMEOUT_S = 10.0
 
 
@@ -79,66 +71,6 @@ class BadRequest(Exception):
     def __init__(self, message: str, code: int = 400):
         super().__init__(message)
         self.code = code
-
-
-def plugin_options(config: Any) -> dict:
-    """The plugin's settings from ``c['www']['plugins']['profiler']`` (True or
-    a dict); ValueError naming the bad setting otherwise."""
-    if config is True or config is None:
-        return dict(DEFAULTS)
-    if not isinstance(config, dict):
-        raise ValueError(f"c['www']['plugins']['profiler'] must be True or a dict of settings, got {config!r}")
-    unknown = sorted(set(config) - set(DEFAULTS))
-    if unknown:
-        raise ValueError(f"www plugin 'profiler': unknown setting(s) {unknown}; known: {sorted(DEFAULTS)}")
-    options = {**DEFAULTS, **config}
-    if not isinstance(options["directory"], str) or not options["directory"]:
-        raise ValueError(f"www plugin 'profiler': directory must be a non-empty str, got {options['directory']!r}")
-    for key in ("frequency", "duration", "maxFrequency", "maxDuration"):
-        value = options[key]
-        if not _is_number(value) or value <= 0:
-            raise ValueError(f"www plugin 'profiler': {key} must be a number > 0, got {value!r}")
-    if options["maxFrequency"] > 10000:
-        raise ValueError(f"www plugin 'profiler': maxFrequency must be <= 10000, got {options['maxFrequency']!r}")
-    keep = options["keepFiles"]
-    if not isinstance(keep, int) or isinstance(keep, bool) or keep < 1:
-        raise ValueError(f"www plugin 'profiler': keepFiles must be an int >= 1, got {keep!r}")
-    return options
-
-
-def _is_number(value: object) -> bool:
-    """A finite int or float (not a bool). An int too large for a float
-    (JSON allows 1 followed by 400 zeros) is not one."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:
-        return False
-
-
-def _short(value: object, limit: int = 40) -> str:
-    """repr(value), cut to ``limit`` characters for an error message."""
-    if isinstance(value, int) and value.bit_length() > 64:
-        return f"an integer of {value.bit_length()} bits"
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-_core_problem: Optional[str] = None
-_core_checked = False
-
-
-def core_problem() -> Optional[str]:
-    """None if the C extension loads, else why not (checked once)."""
-    global _core_problem, _core_checked
-    if not _core_checked:
-        try:
-            importlib.import_module("profiler_service._core")
-        except Exception as exc:  # ImportError, or an OSError from a broken build
-            _core_problem = f"the profiler's C extension cannot load: {type(exc).__name__}: {exc}"
-        _core_checked = True
-    return _core_problem
 
 
 def find_services(master: Any) -> list:
@@ -154,20 +86,25 @@ def find_services(master: Any) -> list:
 
 
 class PluginCatalog(ProfileCatalog):
-    """The files of every configured ProfilerService (by its basepath, as
-    it names them) and the page's own recordings. Recomputed on each call:
-    a reconfig may move the service's files."""
+    """The files of every configured ProfilerService (``<basepath><stamp>``,
+    as it names them) and every profile in the page's directory. Recomputed
+    on each call (a reconfig may move the service's files) from the
+    services' basepaths alone: no file system work, as it runs on the
+    reactor for every fetch."""
 
     def __init__(self, control: "RecordingControl"):
         super().__init__([])
         self.control = control
 
-    def served_paths(self) -> list[str]:
-        paths = []
+    def sources(self) -> list[Source]:
+        sources = []
         for svc in find_services(self.control.master):
-            paths.extend(svc.profile_files())
-        paths.append(self.control.directory)
-        return [os.path.abspath(p) for p in paths]
+            basepath = svc.basepath
+            if basepath is not None:
+                directory, prefix = os.path.split(basepath)
+                sources.append(Source(os.path.abspath(directory or "."), prefix))
+        sources.append(Source(os.path.abspath(self.control.directory)))
+        return sources
 
 
 class RecordingControl:
@@ -206,8 +143,7 @@ class RecordingControl:
 
     def _remove_stale_temp_files(self) -> None:
         """In a pool thread: the temporary files a write killed mid-rename
-        left in the page's directory (``service.remove_stale_temp_files``)."""
-        from profiler_service.service import remove_stale_temp_files
+        left in the page's directory (``saving.remove_stale_temp_files``)."""
 
         def report(removed: list) -> None:
             if removed:
@@ -230,29 +166,11 @@ class RecordingControl:
 
     def parse_start(self, body: dict) -> tuple[float, float, Optional[str], list[str]]:
         """(frequency, duration, mode, notes about clamped values); BadRequest
-        naming the bad value."""
-        unknown = sorted(set(body) - {"frequency", "duration", "mode"})
-        if unknown:
-            raise BadRequest(f"unknown field(s) {unknown}; expected frequency, duration, mode")
-        notes = []
-        values = {}
-        for key, unit, low, high in (
-            ("frequency", "Hz", MIN_FREQUENCY, self.options["maxFrequency"]),
-            ("duration", "s", MIN_DURATION, self.options["maxDuration"]),
-        ):
-            value = body.get(key, self.options[key])
-            if not _is_number(value):
-                raise BadRequest(f"{key} must be a finite number ({unit}), got {_short(value)}")
-            if value <= 0:
-                raise BadRequest(f"{key} must be > 0 {unit}, got {value!r}")
-            clamped = min(max(float(value), low), high)
-            if clamped != value:
-                notes.append(f"{key} {value:g} {unit} clamped to {clamped:g} {unit}")
-            values[key] = clamped
-        mode = body.get("mode")
-        if mode is not None and mode not in MODES:
-            raise BadRequest(f"mode must be one of {', '.join(MODES)}, got {_short(mode)}")
-        return values["frequency"], values["duration"], mode, notes
+        naming the bad value (``options.start_request``)."""
+        try:
+            return start_request(body, self.options)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
 
     def start(self, frequency: float, duration: float, mode: Optional[str]) -> None:
         problem = core_problem()
@@ -262,7 +180,7 @@ class RecordingControl:
             raise BadRequest("a recording is already running; stop it first", 409)
         if self.finishing is not None:
             raise BadRequest("the last recording is still being written; try again in a moment", 409)
-        from profiler_service.hub import Settings, get_hub
+        from profiler_service.recordings import Settings, get_hub
 
         hub = get_hub()
         running = hub.settings
@@ -314,58 +232,36 @@ class RecordingControl:
             self.last["error"] = "no samples: the master used no CPU while recording (try mode 'real')"
             log.msg(f"profiler www: recording ended ({reason}), no samples, no file written")
             return
-        builds = (yield self._builds(started, time.time())) if with_builds else []
+        builds = (yield overlapping_builds(self.master, started, time.time())) if with_builds else []
         meta = {"recording": "www", "period_end": reason, "master": getattr(self.master, "name", "")}
         reactor = self.master.reactor
         basepath = os.path.join(self.directory, FILE_PREFIX)
+        problems = []
         try:
-            written, problems = yield threads.deferToThreadPool(
-                reactor, reactor.getThreadPool(), _join_and_write, chunks, basepath, builds, meta,
-                self.options["keepFiles"])
+            saved = yield threads.deferToThreadPool(
+                reactor, reactor.getThreadPool(), save, chunks, basepath, builds, meta, self.options["keepFiles"], None)
         except Exception as exc:
-            written, problems = [], [f"could not write the recording: {exc}"]
+            saved, problems = Saved(), [f"could not write the recording: {exc}"]
+        self._log_saved(saved, problems, samples, reason, len(chunks), len(builds))
+
+    def _log_saved(self, saved: Saved, problems: list[str], samples: int, reason: str, chunk_count: int,
+                   build_count: int) -> None:
+        """Log what ``saving.save`` did and put it in ``self.last``."""
+        problems = problems + [f"could not write {count} samples: {problem}" for count, problem in saved.failed]
+        if saved.join_problem:
+            problems.insert(0, f"could not join {chunk_count} chunks ({saved.join_problem}); one file per chunk")
         for problem in problems:
             log.msg(f"profiler www: recording of {samples} samples ({reason}): {problem}")
         if problems:
             self.last["error"] = "; ".join(problems)
-        self.last["files"] = [os.path.basename(path) for path, _, _ in written]
-        if written:
+        if saved.prune_problem:
+            log.msg(f"profiler www: could not remove old recordings: {saved.prune_problem}")
+        self.last["files"] = [os.path.basename(path) for path, _, _, _ in saved.written]
+        if saved.written:
             self.last["name"] = self.last["files"][-1]  # the newest; the viewer opens it
-        for path, size, file_samples in written:
-            log.msg(f"profiler www: wrote {path} ({file_samples} samples, {len(builds)} builds, "
+        for path, size, file_samples, _ in saved.written:
+            log.msg(f"profiler www: wrote {path} ({file_samples} samples, {build_count} builds, "
                     f"{size / 1024:.1f} KiB; {reason})")
-
-    @defer.inlineCallbacks
-    def _builds(self, start_s: float, end_s: float):
-        """The builds that overlap the recording (at most 100), with steps;
-        [] after BUILDS_TIMEOUT_S (a stopping database never answers)."""
-        from profiler_service.service import build_record
-
-        def bounded(d: defer.Deferred) -> defer.Deferred:
-            return d.addTimeout(BUILDS_TIMEOUT_S, self.master.reactor)
-
-        try:
-            builds = list((yield bounded(self.master.data.get(("builds",), order=["-buildid"], limit=100))))
-            # The database keeps whole seconds: a build that ended 0.3 s into
-            # the recording may say it ended a second before it began.
-            low, high = math.floor(start_s) - 1, math.ceil(end_s) + 1
-            overlapping = [
-                b for b in builds
-                if b["started_at"] is not None and b["started_at"].timestamp() <= high
-                and (b["complete_at"] is None or b["complete_at"].timestamp() >= low)
-            ]
-            if not overlapping:
-                return []
-            builders = yield bounded(self.master.data.get(("builders",)))
-            names = {builder["builderid"]: builder["name"] for builder in builders}
-            records = []
-            for build in overlapping:
-                steps = yield bounded(self.master.data.get(("builds", build["buildid"], "steps")))
-                records.append(build_record(build, names, list(steps)))
-            return records
-        except Exception as exc:
-            log.msg(f"profiler www: could not fetch the builds, writing the recording without them: {exc!r}")
-            return []
 
     def status(self, show_paths: bool = False) -> dict:
         """The page's status. File system paths (each service's basepath,
@@ -391,6 +287,10 @@ class RecordingControl:
                 "sampling": settings is not None,
                 "frequency": settings.frequency if settings else None,
                 "mode": settings.mode if settings else None,
+                "stall_threshold": settings.stall_threshold if settings else None,
+                # newest first; list() copies the deque in one step (the
+                # sampler thread appends to it)
+                "recent_stalls": list(reversed(list(getattr(svc, "recent_stalls", ())))),
             })
         return {
             "available": problem is None,
@@ -409,33 +309,31 @@ class RecordingControl:
         }
 
 
-def _join_and_write(chunks: list, basepath: str, builds: list, meta: dict, keep_files: int) -> tuple[list, list]:
-    """Blocking, in a pool thread: one file per run of equal sampler settings
-    (``hub.join_runs``: a recording that outlived the service may span a
-    sampler restart), then retention. Returns ([(path, size, samples)], [problem])."""
-    from profiler_service.hub import join_runs
-    from profiler_service.service import prune, write_period
+@defer.inlineCallbacks
+def overlapping_builds(master: Any, start_s: float, end_s: float):
+    """The builds that overlap a recording (at most 100), with steps, as
+    ``saving.build_record``s; [] after BUILDS_TIMEOUT_S (a stopping database
+    never answers) or if the data API fails (logged)."""
 
-    problems = []
+    def bounded(d: defer.Deferred) -> defer.Deferred:
+        return d.addTimeout(BUILDS_TIMEOUT_S, master.reactor)
+
     try:
-        periods = join_runs(chunks)
-    except Exception as exc:  # write the chunks one by one rather than lose them
-        problems.append(f"could not join {len(chunks)} chunks ({exc}); one file per chunk")
-        periods = chunks
-    written = []
-    for period in periods:
-        if period.samples == 0:
-            continue
-        try:
-            written.append((*write_period(period, basepath, builds, meta), period.samples))
-        except OSError as exc:
-            problems.append(f"could not write {period.samples} samples: {exc}")
-    if written:
-        try:
-            prune(basepath, keep_files, None, time.time(), written[-1][0])
-        except OSError as exc:
-            log.msg(f"profiler www: could not remove old recordings: {exc}")
-    return written, problems
+        builds = list((yield bounded(master.data.get(("builds",), order=["-buildid"], limit=100))))
+        # The database keeps whole seconds: a build that ended 0.3 s into
+        # the recording may say it ended a second before it began.
+        low, high = math.floor(start_s) - 1, math.ceil(end_s) + 1
+        overlapping = [
+            b for b in builds
+            if b["started_at"] is not None and b["started_at"].timestamp() <= high
+            and (b["complete_at"] is None or b["complete_at"].timestamp() >= low)
+        ]
+        if not overlapping:
+            return []
+        return (yield fetch_build_records(master.data, overlapping, bounded))
+    except Exception as exc:
+        log.msg(f"profiler www: could not fetch the builds, writing the recording without them: {exc!r}")
+        return []
 
 
 # -- resources ---------------------------------------------------------------------------

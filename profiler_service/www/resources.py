@@ -96,8 +96,13 @@ class ProfilesResource(resource.Resource):
             log.err(failure, "bbprofiler: listing profiles failed")
             reply(json_body(request, {"error": f"listing failed: {failure.getErrorMessage()}"}, 500))
 
+        def body(entries: list) -> dict:
+            # A catalog may name the files the page opens merged (bbprofiler --from/--to).
+            selected = getattr(self.catalog, "selected", None)
+            return {"profiles": entries, **({"selected": selected(entries)} if selected else {})}
+
         d = threads.deferToThread(self.catalog.listing)
-        d.addCallback(lambda entries: reply(json_body(request, {"profiles": entries})))
+        d.addCallback(lambda entries: reply(json_body(request, body(entries))))
         d.addErrback(failed)
         return server.NOT_DONE_YET
 
@@ -161,9 +166,11 @@ class StaticFiles(static.File):
         return f
 
 
-def viewer_root(paths: Iterable[str], static_dir: str = STATIC_DIR) -> resource.Resource:
-    """The whole viewer (page + API) for the given files and directories."""
-    catalog = ProfileCatalog(paths)
+def viewer_root(paths: Iterable[str], static_dir: str = STATIC_DIR,
+                catalog: ProfileCatalog | None = None) -> resource.Resource:
+    """The whole viewer (page + API) for the given files and directories
+    (or for catalog, when given)."""
+    catalog = catalog if catalog is not None else ProfileCatalog(paths)
     if os.path.isfile(os.path.join(static_dir, "index.html")):
         root: resource.Resource = StaticFiles(static_dir)
     else:

@@ -1,7 +1,9 @@
-"""``bbprofiler [PATH ...] [--host 127.0.0.1] [--port 8080]``: serves the
-viewer page and the profile files found in PATHs (default: the current
-directory) until interrupted. ``profiler_service.cli`` dispatches here when no
-subcommand is given.
+"""``bbprofiler [PATH ...] [--from TIME] [--to TIME] [--host 127.0.0.1] [--port 8080]``:
+serves the viewer page and the profile files found in PATHs (default: the
+current directory) until interrupted. With ``--from``/``--to`` only the files
+whose period overlaps that range are listed, and the page opens them merged
+into one profile. ``profiler_service.cli`` dispatches here when no subcommand
+is given.
 """
 
 from __future__ import annotations
@@ -13,6 +15,26 @@ import sys
 from typing import NoReturn, Sequence
 
 from profiler_service.www import STATIC_DIR
+from profiler_service.www.listing import ProfileCatalog
+
+
+class RangeCatalog(ProfileCatalog):
+    """The files of the served paths whose period overlaps [from_ms, to_ms)
+    (either bound None); the page opens all of them as one profile."""
+
+    def __init__(self, paths, from_ms, to_ms):
+        super().__init__(paths)
+        self.from_ms, self.to_ms = from_ms, to_ms
+
+    def listing(self):
+        entries = super().listing()
+        return [e for e in entries if not e.get("error") and e["start_ms"] is not None
+                and (self.to_ms is None or e["start_ms"] < self.to_ms)
+                and (self.from_ms is None or e["end_ms"] > self.from_ms)]
+
+    def selected(self, entries):
+        """The names the page opens merged: every listed file."""
+        return [e["name"] for e in entries]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,7 +57,22 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         help="address to listen on (default: 127.0.0.1, this machine only)")
     parser.add_argument("--port", type=int, default=8080,
                         help="TCP port (default: 8080; 0 picks a free one)")
+    parser.add_argument("--from", dest="from_time", metavar="TIME",
+                        help="only the files whose period ends after TIME (UTC, e.g. 2026-11-20T10:00), "
+                        "opened merged into one profile")
+    parser.add_argument("--to", dest="to_time", metavar="TIME",
+                        help="only the files whose period starts before TIME (UTC), opened merged")
     args = parser.parse_args(list(argv))
+    from profiler_service.cli import parse_utc_ms
+
+    for name in ("from_time", "to_time"):
+        value = getattr(args, name)
+        try:
+            setattr(args, name.replace("_time", "_ms"), None if value is None else parse_utc_ms(value))
+        except ValueError:
+            parser.error(f"--{name[:-5]} {value!r} is not a time such as 2026-11-20T10:00")
+    if args.from_ms is not None and args.to_ms is not None and args.to_ms <= args.from_ms:
+        parser.error(f"--to {args.to_time} is not after --from {args.from_time}")
     args.paths = args.paths or ["."]
     for path in args.paths:
         if not os.path.exists(path):
@@ -103,7 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from twisted.internet.error import CannotListenError
     from profiler_service.www.resources import viewer_root
 
-    site = make_site(viewer_root(args.paths))
+    ranged = args.from_ms is not None or args.to_ms is not None
+    catalog = RangeCatalog(args.paths, args.from_ms, args.to_ms) if ranged else None
+    site = make_site(viewer_root(args.paths, catalog=catalog))
     try:
         port = reactor.listenTCP(args.port, site, interface=args.host)
     except CannotListenError as exc:
@@ -113,7 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         site.allowed_hosts.update(loopback_names(port.getHost().port))
     host = args.host if ":" not in args.host else f"[{args.host}]"
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "") else host
-    print(f"bbprofiler: serving {', '.join(args.paths)} at http://{shown}:{port.getHost().port}/", flush=True)
+    between = f" (files from {args.from_time or 'the first'} to {args.to_time or 'the last'}, merged)" if ranged else ""
+    print(f"bbprofiler: serving {', '.join(args.paths)}{between} at http://{shown}:{port.getHost().port}/", flush=True)
     if not os.path.isfile(os.path.join(STATIC_DIR, "index.html")):
         print("bbprofiler: the viewer page is not built (run scripts/build-viewer); serving the API only",
               file=sys.stderr, flush=True)

@@ -42,9 +42,10 @@ small_period(void)
     uint32_t hot = frame(p, "Hot.loop", "/app/hot.py", 40);
     uint32_t cold = frame(p, "cold", "/app/main.py", 7);
     uint32_t deep[] = {run, hot}, shallow[] = {run, cold};
+    uint32_t deep_lines[] = {5, 41}, shallow_lines[] = {5, 9};
     uint32_t n_deep, n_shallow;
-    CHECK(ps_stacks_insert(&p->stacks, deep, 2, &n_deep) == PS_OK);
-    CHECK(ps_stacks_insert(&p->stacks, shallow, 2, &n_shallow) == PS_OK);
+    CHECK(ps_stacks_insert_lines(&p->stacks, deep, deep_lines, 2, &n_deep) == PS_OK);
+    CHECK(ps_stacks_insert_lines(&p->stacks, shallow, shallow_lines, 2, &n_shallow) == PS_OK);
     int64_t t0 = p->start_mono_ns;
     CHECK(ps_period_add_sample(p, t0 + 5 * MS, main_thread, n_deep, 100) == PS_OK);
     CHECK(ps_period_add_sample(p, t0 + 5 * MS, worker, n_deep, 250) == PS_OK);
@@ -54,6 +55,17 @@ small_period(void)
                                p->stacks.overflow_node, 7) == PS_OK);
     CHECK(ps_period_add_load(p, t0 + 1000 * MS, 250, 12345) == PS_OK);
     CHECK(ps_period_add_load(p, t0 + 2000 * MS, 1000, 5000000000u) == PS_OK);
+    /* A stall that began 3 ms before the period (a rotation inside it),
+     * with one sample of the reactor and one naming a busy thread. */
+    ps_stall stall = {.start_mono_ns = t0 - 3 * MS, .duration_ns = 300 * MS + 400,
+                      .main_cpu_ns = 2 * MS, .sampled_ns = 10 * MS};
+    ps_stall_sample first = {260, n_deep, PS_STALL_NONE, main_thread, PS_STALL_NO_THREAD};
+    ps_stall_sample second = {270, PS_STALL_NONE, n_shallow, PS_STALL_NO_THREAD, worker};
+    CHECK(ps_stall_add_sample(&stall, &first) == PS_OK);
+    CHECK(ps_stall_add_sample(&stall, &second) == PS_OK);
+    ps_stall_list_take(&p->stalls, &stall);
+    p->stalls.threshold_ns = 250 * MS;
+    p->stalls.dropped = 2;
     p->stats.ticks = 10;
     p->stats.missed = 1;
     p->stats.idle = 6;
@@ -82,7 +94,7 @@ expected_small(void)
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     char *text = malloc(8192);
     snprintf(text, 8192,
-        "{\"format\":\"buildbot-profiler\",\"version\":1,"
+        "{\"format\":\"buildbot-profiler\",\"version\":3,"
         "\"meta\":{\"start_ms\":1764100000123,\"end_ms\":1764100002123,"
         "\"start_utc\":\"2025-11-25T19:46:40Z\",\"end_utc\":\"2025-11-25T19:46:42Z\","
         "\"mode\":\"prof\",\"frequency\":12.5,\"max_depth\":64,\"pid\":%ld,"
@@ -92,18 +104,24 @@ expected_small(void)
         "\"stats\":{\"ticks\":10,\"missed\":1,\"samples\":4,\"idle\":6,"
         "\"truncated\":2,\"dropped\":3,\"sampling_ns\":123456789012,"
         "\"signal_lost\":1},"
+        /* threads[].samples are sampling intervals of weight (80 ms at
+         * 12.5 Hz): 4000000100 µs are 50000 of them, 257 µs none. */
         "\"threads\":["
-        "{\"ident\":1,\"native_id\":10,\"name\":\"MainThread\",\"samples\":2,\"weight\":4000000100},"
-        "{\"ident\":18446744073709551614,\"native_id\":20,\"name\":\"w\xEF\xBF\xBD\",\"samples\":2,\"weight\":257},"
+        "{\"ident\":1,\"native_id\":10,\"name\":\"MainThread\",\"samples\":50000,\"weight\":4000000100},"
+        "{\"ident\":18446744073709551614,\"native_id\":20,\"name\":\"w\xEF\xBF\xBD\",\"samples\":0,\"weight\":257},"
         "{\"ident\":3,\"native_id\":0,\"name\":\"a\\\"b\\n\",\"samples\":0,\"weight\":0}],"
         "\"files\":[\"\",\"/app/main.py\",\"/app/hot.py\"],"
         "\"frames\":[[\"[truncated]\",0,0],[\"[stack table full]\",0,0],"
         "[\"run\",1,3],[\"Hot.loop\",2,40],[\"cold\",1,7]],"
-        "\"stacks\":{\"parent\":[-1,-1,1,1],\"frame\":[1,2,3,4]},"
+        "\"stacks\":{\"parent\":[-1,-1,1,1],\"frame\":[1,2,3,4],\"line\":[0,5,41,9]},"
         "\"samples\":{\"dt\":[5,0,12,1000],\"thread\":[0,1,0,1],"
         "\"stack\":[2,2,3,0],\"weight\":[100,250,4000000000,7]},"
         "\"load\":{\"t\":[1000,2000],\"cpu_permille\":[250,1000],"
         "\"rss_kb\":[12345,5000000000]},"
+        "\"stalls\":{\"threshold_us\":250000,\"dropped\":2,\"items\":[{\"start\":-3,"
+        "\"duration_us\":300000,\"sampled_us\":10000,\"main_cpu_us\":2000,"
+        "\"samples_dropped\":0,\"samples\":{\"t\":[260,270],\"thread\":[0,-1],"
+        "\"stack\":[2,-1],\"busy_thread\":[-1,1],\"busy_stack\":[-1,3]}}]},"
         "\"builds\":[{\"buildid\":12,\"complete_ms\":null,\"steps\":[]},{}]}",
         (long)getpid(), host, cpus, (unsigned long long)ps_ram_kb());
     return text;
@@ -168,7 +186,8 @@ test_defaults_and_frequency(void)
         CHECK(strstr(text, "\"threads\":[],\"files\":[\"\"],") != NULL);
         CHECK(strstr(text, "\"samples\":{\"dt\":[],\"thread\":[],\"stack\":[],"
                            "\"weight\":[]},\"load\":{\"t\":[],\"cpu_permille\":[],"
-                           "\"rss_kb\":[]},\"builds\":[]}") != NULL);
+                           "\"rss_kb\":[]},\"stalls\":{\"threshold_us\":0,"
+                           "\"dropped\":0,\"items\":[]},\"builds\":[]}") != NULL);
         free(text);
         ps_period_free(p);
     }

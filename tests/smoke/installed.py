@@ -55,7 +55,7 @@ def main() -> int:
     check("the viewer is installed",
           all((static / name).is_file() for name in ("index.html", "viewer.js", "viewer.css")),
           str(static))
-    check("the schema is installed", (package / "schema" / "profile-v1.schema.json").is_file())
+    check("the schema is installed", (package / "schema" / "profile-v3.schema.json").is_file())
 
     with Profiler(frequency=250, mode="prof") as profiler:
         smoke_workload(0.4)

@@ -68,7 +68,21 @@
     return h('div', { className: 'bbprof-service' }, services.map((s) => h('div', { key: s.name },
       'ProfilerService ' + JSON.stringify(s.name) + ': ' +
       (s.sampling ? 'sampling (' + s.mode + ', ' + s.frequency + ' Hz)' : 'not sampling') +
-      (s.basepath ? ', files ' + s.basepath + '*' : ''))));
+      (s.basepath ? ', files ' + s.basepath + '*' : ''),
+      h(RecentStalls, { service: s }))));
+  }
+
+  // The reactor's latest stalls, newest first (the service keeps 20).
+  function RecentStalls({ service }) {
+    if (!service.sampling || service.stall_threshold == null) return null;
+    const stalls = service.recent_stalls || [];
+    if (stalls.length === 0) {
+      return h('div', { 'data-bbprof': 'stalls' }, 'No reactor stall over ' + service.stall_threshold + ' s yet.');
+    }
+    return h('div', { 'data-bbprof': 'stalls' }, 'Recent reactor stalls:',
+      h('ul', { className: 'bbprof-stalls' }, stalls.map((st, i) => h('li', { key: i, 'data-stall': st.duration_s },
+        h('b', null, st.duration_s.toFixed(2) + ' s'), ' ended ' + when(st.ended * 1000) + ': ' +
+        (st.busy_thread ? "thread '" + st.busy_thread + "' held the GIL in " : 'in ') + st.where))));
   }
 
   function Files({ files, onOpen, error }) {

@@ -1,15 +1,25 @@
 // The flame graph: d3-flame-graph (click to zoom, search highlight,
 // tooltips), with frames narrower than MIN_FRAME_PX not drawn so a big
-// profile stays fast.
+// profile stays fast. In diff mode frames are coloured by their `diff`
+// (share of B minus share of A, in points): red grew, blue shrank.
 
 import { select } from 'd3-selection';
 import { timerFlush } from 'd3-timer';
 import flamegraph, { tooltip as flameTooltip } from 'd3-flame-graph';
 
 const MIN_FRAME_PX = 2;
+const FULL_COLOUR_POINTS = 5; // a frame that moved this many points gets the full colour
+
+// grey (no change) to red (grew) or blue (shrank).
+export function diffColor(points) {
+  const k = Math.min(1, Math.abs(points) / FULL_COLOUR_POINTS);
+  const [r, g, b] = points >= 0 ? [215, 48, 39] : [44, 123, 182];
+  const mix = (c, grey) => Math.round(grey + (c - grey) * k);
+  return `rgb(${mix(r, 225)},${mix(g, 225)},${mix(b, 225)})`;
+}
 
 export function createFlame(el, { describe, label, onClick, details }) {
-  let chart = null, total = 0, searchTerm = '', inverted = false;
+  let chart = null, total = 0, searchTerm = '', inverted = false, diffMode = false;
 
   const tip = flameTooltip.defaultFlamegraphTooltip().html((d) => describe(d.data, d.value, total));
 
@@ -27,6 +37,7 @@ export function createFlame(el, { describe, label, onClick, details }) {
       .tooltip(tip)
       .setDetailsElement(details)
       .setLabelHandler((d) => label(d.data, total))
+      .setColorMapper((d, original) => (diffMode && d.data.diff !== undefined ? diffColor(d.data.diff) : original))
       .setSearchHandler((results, sum) => {
         details.textContent = results.length
           ? `search: ${results.length} frames match, ${(100 * sum / (total || 1)).toFixed(2)}% of the selection`
@@ -74,6 +85,7 @@ export function createFlame(el, { describe, label, onClick, details }) {
 
   return {
     update,
+    setDiff(value) { diffMode = value; el.classList.toggle('diff', value); },
     search(term) {
       searchTerm = term;
       if (!chart) return;

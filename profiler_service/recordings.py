@@ -12,11 +12,12 @@ lost or counted twice.
 Settings rule: the settings the sampler runs with win. The first recording
 starts the sampler with its settings; a later recording that asks for other
 settings gets the running ones (``Recording.conflict`` says what it asked for
-and why it did not get it). Whenever a boundary leaves exactly one recording
-open and that recording wants other settings than the running ones, the hub
-restarts the sampler with them at that boundary (stop, then start: no chunk
-is lost). So a reconfigured ``ProfilerService`` gets its new frequency at once
-if it records alone, or when the web recording it shares the sampler with ends.
+and why it did not get it). Whenever a boundary leaves open recordings that
+all want the same settings (one recording, or the service and its Pyroscope
+push) and those differ from the running ones, the hub restarts the sampler
+with them at that boundary (stop, then start: no chunk is lost). So a
+reconfigured ``ProfilerService`` gets its new frequency at once if it records
+alone, or when the web recording it shares the sampler with ends.
 
 Use (the web UI, on the reactor thread)::
 
@@ -36,11 +37,12 @@ from other threads too.
 
 from __future__ import annotations
 
+import importlib
 import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 if TYPE_CHECKING:  # the C extension is imported only when a recording opens
     from ._core import Period
@@ -54,10 +56,23 @@ class Settings:
     frequency: float = 100.0
     mode: str = "virtual"
     idle_frames: Optional[tuple[str, ...]] = None  # None: the Profiler's default list
+    stall_threshold: Optional[float] = None  # s out of the reactor's poll; None: off
+    stall_report_threshold: float = 2.0  # s: stalls passed to Recording.on_stall
+
+    def served_by(self, running: Optional["Settings"]) -> bool:
+        """Does a sampler running with ``running`` give what these settings
+        ask for? A recording that does not ask for stall detection
+        (``stall_threshold`` None: the web UI's) takes the running one's."""
+        if running is None:
+            return False
+        if (self.frequency, self.mode, self.idle_frames) != (running.frequency, running.mode, running.idle_frames):
+            return False
+        return self.stall_threshold is None or self == running
 
     def describe(self) -> str:
         idle = "default idle frames" if self.idle_frames is None else f"{len(self.idle_frames)} idle frames"
-        return f"{self.mode} {self.frequency:g} Hz, {idle}"
+        stalls = "" if self.stall_threshold is None else f", stalls over {self.stall_threshold:g} s"
+        return f"{self.mode} {self.frequency:g} Hz, {idle}{stalls}"
 
 
 def join(chunks: Sequence["Period"]) -> Optional["Period"]:
@@ -103,6 +118,7 @@ class Recording:
     conflict: Optional[str] = None
     is_open: bool = True
     started_at: float = field(default_factory=time.time)  # epoch s of open or the last cut
+    on_stall: Optional[Callable] = None  # called on the sampler thread: see profiler.StallCallback
 
     @property
     def settings(self) -> Optional[Settings]:
@@ -153,7 +169,13 @@ class Hub:
         profiler = self._profiler
         if profiler is None:
             return None
-        return Settings(profiler.frequency, profiler.mode, self._running_idle)
+        return Settings(
+            profiler.frequency,
+            profiler.mode,
+            self._running_idle,
+            profiler.stall_threshold,
+            profiler.stall_report_threshold,
+        )
 
     @property
     def recordings(self) -> list[Recording]:
@@ -169,7 +191,7 @@ class Hub:
         with self._lock:
             return self._profiler.status() if self._profiler is not None else None
 
-    def open(self, name: str, settings: Settings = Settings()) -> Recording:
+    def open(self, name: str, settings: Settings = Settings(), on_stall: Optional[Callable] = None) -> Recording:
         """Open a recording that starts now.
 
         Starts the sampler with ``settings`` if it is stopped; otherwise the
@@ -178,12 +200,12 @@ class Hub:
         this process, ValueError/TypeError for bad settings.
         """
         with self._lock:
-            recording = Recording(self, name, settings)
+            recording = Recording(self, name, settings, on_stall=on_stall)
             if self._profiler is None:
                 self._start(settings)
             else:
                 self._boundary()
-                if settings != self.settings:
+                if not settings.served_by(self.settings):
                     recording.conflict = (
                         f"asked for {settings.describe()}, but the sampler already runs with "
                         f"{self.settings.describe()} for {', '.join(r.name for r in self._recordings)}; "
@@ -205,7 +227,14 @@ class Hub:
         from .profiler import DEFAULT_IDLE_FRAMES, Profiler
 
         idle = DEFAULT_IDLE_FRAMES if settings.idle_frames is None else settings.idle_frames
-        profiler = Profiler(settings.frequency, settings.mode, idle_frames=idle)
+        profiler = Profiler(
+            settings.frequency,
+            settings.mode,
+            idle_frames=idle,
+            stall_threshold=settings.stall_threshold,
+            stall_report_threshold=settings.stall_report_threshold,
+            on_stall=self._on_stall,
+        )
         profiler.start()
         self._profiler = profiler
         self._running_idle = settings.idle_frames
@@ -214,21 +243,31 @@ class Hub:
         profiler, self._profiler = self._profiler, None
         return profiler.stop()
 
+    def _on_stall(self, duration_s: float, stack: list, busy_thread: str) -> None:
+        # On the sampler thread: no lock (the reactor may hold it); a
+        # recording's callback must be quick and thread-safe.
+        for recording in list(self._recordings):
+            if recording.on_stall is not None:
+                try:
+                    recording.on_stall(duration_s, stack, busy_thread)
+                except Exception:
+                    pass  # a broken listener must not break sampling
+
     def _deliver(self, chunk: "Period") -> None:
         for recording in self._recordings:
             recording.chunks.append(chunk)
 
     def _boundary(self, leaving: Optional[Recording] = None) -> None:
         """Hand the chunk up to now to every open recording (``leaving`` too,
-        which is then closed). If that leaves one recording that wants other
-        settings than the running ones, restart the sampler with them here."""
+        which is then closed). If the recordings left all want the same
+        settings, other than the running ones, restart the sampler with them here."""
         if self._profiler is None:  # stopped by shutdown(): nothing more to hand out
             self._remove(leaving)
             return
         remaining = [r for r in self._recordings if r is not leaving]
-        alone = remaining[0] if len(remaining) == 1 else None
+        wanted = {r.wanted for r in remaining}
         running = self.settings
-        restart_with = alone.wanted if alone is not None and alone.wanted != running else None
+        restart_with = wanted.pop() if len(wanted) == 1 and not remaining[0].wanted.served_by(running) else None
         if not remaining or restart_with is not None:
             self._deliver(self._stop())
         else:
@@ -240,7 +279,8 @@ class Hub:
             except Exception:
                 self._start(running)  # keep sampling as before; the caller reports why
                 raise
-            alone.conflict = None
+            for recording in remaining:
+                recording.conflict = None
 
     def _remove(self, recording: Optional[Recording]) -> None:
         if recording is not None:
@@ -259,7 +299,7 @@ class Hub:
             if settings is not None:
                 recording.wanted = settings
             self._boundary()
-            if recording.wanted != self.settings and self._profiler is not None:
+            if not recording.wanted.served_by(self.settings) and self._profiler is not None:
                 recording.conflict = (
                     f"asked for {recording.wanted.describe()}, but the sampler runs with "
                     f"{self.settings.describe()} for "
@@ -287,6 +327,23 @@ def get_hub() -> Hub:
         if _hub is None:
             _hub = Hub()
         return _hub
+
+
+_core_problem: Optional[str] = None
+_core_checked = False
+
+
+def core_problem() -> Optional[str]:
+    """None if the C extension loads, else why not (checked once). Without
+    it no recording can open; a master must still start."""
+    global _core_problem, _core_checked
+    if not _core_checked:
+        try:
+            importlib.import_module("profiler_service._core")
+        except Exception as exc:  # ImportError, or an OSError from a broken build
+            _core_problem = f"the profiler's C extension cannot load: {type(exc).__name__}: {exc}"
+        _core_checked = True
+    return _core_problem
 
 
 def _after_fork_child() -> None:

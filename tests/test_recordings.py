@@ -1,4 +1,4 @@
-"""The hub: one real sampler shared by several recordings."""
+"""recordings.py: one real sampler (the hub) shared by several recordings."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 import pytest
 
 from profiler_service import _core
-from profiler_service.hub import Hub, Settings, join
+from profiler_service.recordings import Hub, Settings, join
 from profiler_service.profiler import Profiler
 
 pytestmark = pytest.mark.timeout(60)
@@ -172,7 +172,7 @@ def test_status_counts_the_samples_of_the_current_period(hub):
 
 
 def test_join_runs_splits_where_the_settings_changed(hub):
-    from profiler_service.hub import join_runs
+    from profiler_service.recordings import join_runs
 
     service = hub.open("service", Settings(200))
     web = hub.open("web", Settings(200))
