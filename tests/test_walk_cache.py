@@ -63,3 +63,28 @@ def test_a_reused_truncated_stack_still_counts_as_truncated():
     # cut at 16 frames, reused or not.
     assert [t["name"] for t in period.threads] == ["deep"], period.threads
     assert period.stats["truncated"] == period.stats["samples"] > 300, period.stats
+
+
+def test_a_thread_that_did_not_run_is_not_walked_again_and_weighs_its_wall_time():
+    # Real mode: a thread parked 40 frames deep in a C call takes its samples
+    # from its last walk while its CPU clock stands still (walker.c, still()),
+    # with the same stack and the wall time of every interval.
+    sleeper = threading.Thread(target=workloads.sleep_deep, args=(40, 1.5), name="deep")
+    with Profiler(frequency=500, mode="real") as profiler:
+        began = time.monotonic()
+        sleeper.start()
+        sleeper.join()
+        slept = time.monotonic() - began
+        status = profiler.status()
+    period = profiler.period
+    stacks = weights_by_stack(period, "deep")
+    deep_samples = sum(int(row.rpartition(" ")[2]) for row in period.collapsed(thread="deep").splitlines())
+    assert deep_samples > 500, deep_samples
+    # All but the first walk or two of the sleep: no walk.
+    assert status["still_samples"] > 0.9 * deep_samples, (status, deep_samples)
+    sleeping = [s for s in stacks if s.endswith(f"sleep_deep ({workloads.__file__}:{line_of(workloads.sleep_deep, 'time.sleep(seconds)')})")]
+    assert len(sleeping) == 1, list(stacks)
+    assert sleeping[0].count(";sleep_deep (") == 41
+    # Its weight is the wall time it slept, within a few ticks.
+    assert abs(stacks[sleeping[0]] / 1e6 - slept) < 0.05, (stacks[sleeping[0]], slept)
+

@@ -374,13 +374,14 @@ ps_sampler_status(PyObject *module, PyObject *unused)
     }
     const ps_period *p = S.active;
     return Py_BuildValue(
-        "{s:s,s:d,s:L,s:L,s:K,s:K,s:K,s:K,s:n,s:O}", "mode", ps_mode_name(p->mode),
+        "{s:s,s:d,s:L,s:L,s:K,s:K,s:K,s:K,s:K,s:n,s:O}", "mode", ps_mode_name(p->mode),
         "frequency", S.frequency, "start_ms", (long long)p->start_unix_ms,
         "duration_ms", (long long)ps_period_duration_ms(p), "samples",
         (unsigned long long)p->stats.samples, "ticks",
         (unsigned long long)p->stats.ticks, "idle",
         (unsigned long long)p->stats.idle, "sampling_ns",
-        (unsigned long long)p->stats.sampling_ns, "heap_bytes",
+        (unsigned long long)p->stats.sampling_ns, "still_samples",
+        (unsigned long long)S.walker.still, "heap_bytes",
         (Py_ssize_t)ps_period_heap_bytes(p), "signal_lost",
         ps_signals_lost(&S.signals) ? Py_True : Py_False);
 }

@@ -72,6 +72,7 @@ ps_walker_init(ps_walker *w, int mode, uint32_t max_depth,
     w->period = NULL;
     w->last_tick_ns = ps_mono_ns();
     w->release_deferred = 0;
+    w->still = 0;
     ps_vec_init(&w->tracked, sizeof(ps_tracked_thread), VEC_CHUNK_BYTES);
     ps_vec_init(&w->candidates, sizeof(ps_walk_candidate), VEC_CHUNK_BYTES);
     if (ps_idle_set(w, idle) < 0) {
@@ -261,6 +262,24 @@ walk_cache(walk_ctx *w, ps_tracked_thread *t)
     return t->walked;
 }
 
+/* Real mode, at the leaf of a thread with a walk cache: did the thread stay
+ * still since its last walk, which was recorded in this period (the leaf
+ * `known` from it)? Its CPU clock says so: a thread's Python frames change
+ * only while it runs, and it ran if its clock moved. The clock is read
+ * after the leaf frame, and nothing between them lets go of the GIL, so no
+ * frame changed in between; the walk that this one continues (not still)
+ * keeps that clock for the next. A waiting leaf (idle) never asks: no
+ * syscall. Calls no Python code. */
+static int
+still(ps_tracked_thread *t, int known)
+{
+    int64_t cpu_ns = ps_thread_cpu_ns(t->native_id);
+    int was_still = known && cpu_ns >= 0 && cpu_ns == t->walked_cpu_ns &&
+                    t->walked_folded && t->named;
+    t->walked_cpu_ns = cpu_ns;
+    return was_still;
+}
+
 static int
 walk_frames(walk_ctx *w, PyThreadState *ts, ps_tracked_thread *t, int *depth,
             int *truncated, int *idle, int *same, PyFrameObject **root)
@@ -323,6 +342,15 @@ walk_frames(walk_ctx *w, PyThreadState *ts, ps_tracked_thread *t, int *depth,
             Py_DECREF(code);
             *idle = 1;
             break;
+        }
+        if (k == 1 && cache != NULL && !walker->cpu_mode && still(t, known)) {
+            /* Real mode: it did not run since its last walk. */
+            Py_DECREF(code);
+            Py_DECREF(frame);
+            *depth = (int)t->walked_depth;
+            *same = 1;
+            walker->still++;
+            return swapped(w) ? WALK_SWAPPED : WALK_OK;
         }
         if (!waiting) {
             walker->line_buf[1 + n] = line;
@@ -425,6 +453,7 @@ record(ps_walker *w, ps_period *p, ps_tracked_thread *t, int same, uint16_t inde
         }
         if (t->walked != NULL && t->walked_gen != 0) {
             t->walked_node = node;
+            t->walked_depth = (uint32_t)depth;
             t->walked_folded = 1;
             t->walked_truncations = (int)(p->stats.truncated - truncated_before);
         }

@@ -63,6 +63,8 @@ typedef struct {
     uint32_t walked_n;     /* frames of the last walk in `walked` */
     uint64_t walked_gen;   /* period generation they belong to (0: none) */
     uint32_t walked_node;  /* the leaf node that walk folded into */
+    uint32_t walked_depth; /* frames kept in that stack */
+    int64_t walked_cpu_ns; /* real mode: its CPU clock at that walk's leaf */
     int walked_folded;     /* walked_node is set */
     int walked_truncations;  /* stats.truncated it added (depth, full table) */
 } ps_tracked_thread;
@@ -102,6 +104,8 @@ typedef struct {
     ps_vec tracked;             /* ps_tracked_thread (threads.c) */
     ps_vec candidates;          /* ps_walk_candidate: the threads a walk chose */
     uint64_t walk;              /* walks so far */
+    uint64_t still;             /* samples of this run taken without walking:
+                                   the thread did not run (real mode) */
     int64_t last_tick_ns;       /* when the last whole walk began */
     uint32_t *stack_buf;        /* Owned; max_depth + 1 frame ids */
     uint32_t *line_buf;         /* Owned; their lines */
