@@ -67,8 +67,8 @@ def test_a_reused_truncated_stack_still_counts_as_truncated():
 
 def test_a_thread_that_did_not_run_is_not_walked_again_and_weighs_its_wall_time():
     # Real mode: a thread parked 40 frames deep in a C call takes its samples
-    # from its last walk while its CPU clock stands still (walker.c, still()),
-    # with the same stack and the wall time of every interval.
+    # from its last walk while its CPU clock stands still (walker.c, "The walk
+    # cache"), with the same stack and the wall time of every interval.
     sleeper = threading.Thread(target=workloads.sleep_deep, args=(40, 1.5), name="deep")
     with Profiler(frequency=500, mode="real") as profiler:
         began = time.monotonic()

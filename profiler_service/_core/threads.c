@@ -144,6 +144,24 @@ min_cpu_ns(const ps_period *p)
     return (int64_t)(1000000000000u / mhz / 2);
 }
 
+/* Real mode: did thread `t` stand still (not run at all) since its last
+ * walk, whose stack, in this period, can be reused (walker.c, "The walk
+ * cache")? Reads its CPU clock into *cpu_ns (-1 when unread or
+ * unreadable), for the walk to keep. A thread its last walk found waiting
+ * is not asked: its walk stops at the leaf, which costs about what the
+ * clock read (a syscall) does. */
+static int
+stood_still(const ps_walker *w, const ps_tracked_thread *t, int64_t *cpu_ns)
+{
+    int reusable = t->walked_gen == w->period_gen;
+    if (reusable && t->walked_idle) {
+        return 0;
+    }
+    *cpu_ns = ps_thread_cpu_ns(t->native_id);
+    return reusable && *cpu_ns >= 0 && *cpu_ns == t->walked_cpu_ns && t->walked_folded &&
+           t->named;
+}
+
 /* The first pass over the thread list: clocks, the CPU-idle test, and the
  * threads to walk into w->candidates. In CPU modes a thread that used less
  * than half a sampling interval since its last sample carries that time forward
@@ -178,6 +196,8 @@ ps_threads_choose(ps_walker *w, ps_period *p, int64_t start_ns)
             p->stats.idle++;  /* no time since its last sample */
             continue;
         }
+        int64_t cpu_ns = -1;
+        int still = !w->cpu_mode && stood_still(w, t, &cpu_ns);
         if (p->stats.samples + w->candidates.len >= w->max_samples) {
             p->stats.dropped++;
             continue;
@@ -192,5 +212,7 @@ ps_threads_choose(ps_walker *w, ps_period *p, int64_t start_ns)
         c->native_id = t->native_id;
         c->tracked = t;
         c->weight_us = weight_us;
+        c->cpu_ns = cpu_ns;
+        c->still = still;
     }
 }

@@ -245,7 +245,18 @@ between_samples_frame(ps_period *p, uint32_t *frame_id)
  * they are the same. Code objects are compared as addresses and never
  * dereferenced; they are the code map's keys of the same period
  * (walked_gen), which holds them, so an address cannot name another code
- * object meanwhile. Stall walks (keep_idle) neither use nor fill it. */
+ * object meanwhile. Stall walks (keep_idle) neither use nor fill it.
+ *
+ * In real mode a thread that did not run since its last walk is not walked
+ * at all: its frames change only while it runs, and its CPU clock says
+ * whether it ran. The first pass (threads.c) reads the clock before the
+ * walk, and the walk keeps that reading with its stack node; a later first
+ * pass that reads the same clock reuses the node without touching the
+ * thread's frames. (Not for a thread last found waiting: that walk stops
+ * at its leaf frame, no dearer than the clock read.) (The thread may run between the
+ * reading and the walk, when Python code inside the walk lets go of the
+ * GIL: then its clock moves past the reading, and the next walk is a full
+ * one.) */
 
 /* The cache of `t` for this walk, allocated on first use; NULL without
  * one (no memory: the walk works without). */
@@ -260,24 +271,6 @@ walk_cache(walk_ctx *w, ps_tracked_thread *t)
         t->walked_gen = 0;
     }
     return t->walked;
-}
-
-/* Real mode, at the leaf of a thread with a walk cache: did the thread stay
- * still since its last walk, which was recorded in this period (the leaf
- * `known` from it)? Its CPU clock says so: a thread's Python frames change
- * only while it runs, and it ran if its clock moved. The clock is read
- * after the leaf frame, and nothing between them lets go of the GIL, so no
- * frame changed in between; the walk that this one continues (not still)
- * keeps that clock for the next. A waiting leaf (idle) never asks: no
- * syscall. Calls no Python code. */
-static int
-still(ps_tracked_thread *t, int known)
-{
-    int64_t cpu_ns = ps_thread_cpu_ns(t->native_id);
-    int was_still = known && cpu_ns >= 0 && cpu_ns == t->walked_cpu_ns &&
-                    t->walked_folded && t->named;
-    t->walked_cpu_ns = cpu_ns;
-    return was_still;
 }
 
 static int
@@ -342,15 +335,6 @@ walk_frames(walk_ctx *w, PyThreadState *ts, ps_tracked_thread *t, int *depth,
             Py_DECREF(code);
             *idle = 1;
             break;
-        }
-        if (k == 1 && cache != NULL && !walker->cpu_mode && still(t, known)) {
-            /* Real mode: it did not run since its last walk. */
-            Py_DECREF(code);
-            Py_DECREF(frame);
-            *depth = (int)t->walked_depth;
-            *same = 1;
-            walker->still++;
-            return swapped(w) ? WALK_SWAPPED : WALK_OK;
         }
         if (!waiting) {
             walker->line_buf[1 + n] = line;
@@ -472,6 +456,19 @@ sample_thread(walk_ctx *w, const ps_walk_candidate *c, int64_t start_ns)
     PyFrameObject *root = NULL;
     uint16_t index;
 
+    if (c->still) {
+        /* It did not run since its last walk (real mode): that walk's stack. */
+        ps_tracked_thread *t = c->tracked;
+        int rc = period_thread(w, t, NULL, &index);
+        if (rc == WALK_OK) {
+            record(w->walker, p, t, 1, index, (int)t->walked_depth, 0, start_ns, c->weight_us);
+            w->walker->still++;
+        }
+        else if (rc == WALK_NOMEM) {
+            p->stats.dropped++;
+        }
+        return rc == WALK_SWAPPED ? rc : WALK_OK;
+    }
     if (w->python_ran && !ps_threads_still_listed(w->walker, c->ts, c->ident, c->native_id)) {
         p->stats.dropped++;  /* it ended while Python code ran */
         return WALK_OK;
@@ -479,6 +476,11 @@ sample_thread(walk_ctx *w, const ps_walk_candidate *c, int64_t start_ns)
     int rc = walk_frames(w, c->ts, c->tracked, &depth, &truncated, &idle, &same, &root);
     if (rc == WALK_SWAPPED) {
         return rc;
+    }
+    if (c->tracked != NULL) {
+        /* What a first pass that finds the same clock may reuse. */
+        c->tracked->walked_cpu_ns = c->cpu_ns;
+        c->tracked->walked_idle = rc == WALK_OK && idle;
     }
     if (rc == WALK_NOMEM) {
         p->stats.dropped++;

@@ -64,7 +64,8 @@ typedef struct {
     uint64_t walked_gen;   /* period generation they belong to (0: none) */
     uint32_t walked_node;  /* the leaf node that walk folded into */
     uint32_t walked_depth; /* frames kept in that stack */
-    int64_t walked_cpu_ns; /* real mode: its CPU clock at that walk's leaf */
+    int64_t walked_cpu_ns; /* real mode: its CPU clock before that walk (-1: unknown) */
+    int walked_idle;       /* real mode: that walk found it waiting */
     int walked_folded;     /* walked_node is set */
     int walked_truncations;  /* stats.truncated it added (depth, full table) */
 } ps_tracked_thread;
@@ -84,6 +85,9 @@ typedef struct {
     uint64_t native_id;
     ps_tracked_thread *tracked;  /* Borrowed; ps_vec never moves elements */
     uint32_t weight_us;
+    int64_t cpu_ns;        /* real mode: its CPU clock now (-1: unknown) */
+    int still;             /* real mode: it did not run since its last walk,
+                              which folded a stack: reuse it */
 } ps_walk_candidate;
 
 typedef struct {
