@@ -172,14 +172,24 @@ def tick_cost(grid: list[tuple[int, int]], seconds: float) -> list[dict[str, Any
         if (threads, depth) == (10, 30):
             configs += ["ours:real:100", "anchor:real:100"]
         for config in configs:
-            # Ours twice: with the line of every frame (the default) and without.
-            for lines in ((True, False) if config.startswith("ours:") else (True,)):
-                log(f"tick cost {config} {threads}x{depth}{'' if lines else ' without lines'}")
-                results.append(run_child(
+            # Ours three times: threads that wake every 0.5 s (most ticks
+            # find them where the last one did), then threads that wake
+            # twice a tick (walked on every tick), with the line of every
+            # frame (the default) and without.
+            runs = [{"lines": True}]
+            if config.startswith("ours:"):
+                hz = int(config.rsplit(":", 1)[1])
+                runs += [{"lines": lines, "wake_s": 0.5 / hz, "moving": True} for lines in (True, False)]
+            for run in runs:
+                log(f"tick cost {config} {threads}x{depth}{'' if run['lines'] else ' without lines'}"
+                    f"{' moving' if run.get('moving') else ''}")
+                result = run_child(
                     "child_tickcost.py",
                     {"config": config, "threads": threads, "depth": depth, "seconds": seconds,
-                     "lines": lines},
-                ))
+                     "lines": run["lines"], **({"wake_s": run["wake_s"]} if "wake_s" in run else {})},
+                )
+                result["moving"] = run.get("moving", False)
+                results.append(result)
     return results
 
 
@@ -327,18 +337,21 @@ def tick_section(P: dict[str, Any], raw: dict[str, Any]) -> tuple[list[dict[str,
     grid: dict[tuple[int, int, str], dict[str, dict[str, Any]]] = {}
     for r in ticks:
         kind, _, hz = r["config"].split(":")
-        kind += "" if r.get("lines", True) else "-nolines"
+        kind += ("-moving" if r.get("moving") else "") + ("" if r.get("lines", True) else "-nolines")
         grid.setdefault((r["threads"], r["depth"], hz), {})[kind] = r
     tick_rows = []
     nan = float("nan")
     for (threads, depth, hz), pair in grid.items():
-        o, n, a = pair.get("ours", {}), pair.get("ours-nolines", {}), pair.get("anchor", {})
-        with_lines, without = o.get("tick_us", nan), n.get("tick_us", nan)
+        o, a = pair.get("ours", {}), pair.get("anchor", {})
+        m, n = pair.get("ours-moving", {}), pair.get("ours-moving-nolines", {})
+        with_lines, without = m.get("tick_us", nan), n.get("tick_us", nan)
         tick_rows.append(
-            f"| {threads} × {depth} | {hz} Hz | {with_lines:.1f} | {without:.1f} | "
+            f"| {threads} × {depth} | {hz} Hz | {o.get('tick_us', nan):.1f} | "
+            f"{100 * o.get('still_share', nan):.0f} % | {with_lines:.1f} | {without:.1f} | "
             f"{100 * (with_lines / without - 1) if without else nan:+.0f} % | "
-            f"{o.get('first_ticks_us', nan):.1f} / {n.get('first_ticks_us', nan):.1f} | "
-            f"{o.get('sampler_thread_us', nan):.1f} | {a.get('walk_us', nan):.1f} | "
+            f"{m.get('first_ticks_us', nan):.1f} / {n.get('first_ticks_us', nan):.1f} | "
+            f"{o.get('sampler_thread_us', nan):.1f} / {m.get('sampler_thread_us', nan):.1f} | "
+            f"{a.get('walk_us', nan):.1f} | "
             f"{a.get('tick_us', nan):.1f} |")
     return [r for r in ticks if r.get("lines", True)], tick_rows
 

@@ -169,17 +169,25 @@ def analysis(profiles: list[SamplerProfile], ticks: list[dict[str, Any]]) -> str
     profiles: measured figures only (the C functions that cost most are in
     the profiles above)."""
     out = ["### What a tick costs, and where", ""]
-    t = {(r["threads"], r["depth"], r["config"]): r for r in ticks}
+    t = {(r["threads"], r["depth"], r["config"], r.get("moving", False)): r for r in ticks}
     for hz in (1000, 100):
-        r = t.get((10, 30, f"ours:real:{hz}"))
-        if r and "sampler_thread_us" in r:
+        for moving in (False, True):
+            r = t.get((10, 30, f"ours:real:{hz}", moving))
+            if not (r and "sampler_thread_us" in r):
+                continue
             rest = r["sampler_thread_us"] - r["tick_us"]
+            walk = (f"{r['tick_us']:.1f} µs of it is the walk with the GIL held "
+                    f"({r['tick_us'] / 11 / 31 * 1000:.0f} ns per frame over 11 threads × 31 frames)"
+                    if moving else
+                    f"{r['tick_us']:.1f} µs of it is the walk with the GIL held, where "
+                    f"{100 * r.get('still_share', float('nan')):.0f} % of the samples were taken without "
+                    "walking (a CPU-clock read each)")
             out.append(
-                f"- 10 threads × 30 frames at {hz} Hz (real mode, steady state): our sampler thread uses "
-                f"{r['sampler_thread_us']:.1f} µs of CPU per tick; {r['tick_us']:.1f} µs of it is the walk "
-                f"with the GIL held ({r['tick_us'] / 11 / 31 * 1000:.0f} ns per frame over 11 threads × 31 "
-                f"frames) and {rest:.1f} µs is outside the walk: waking up, taking and dropping the GIL, "
-                "reading the main thread's CPU clock, the load series once a second."
+                f"- 10 {'threads waking twice a tick' if moving else 'parked threads'} × 30 frames at "
+                f"{hz} Hz (real mode, steady state): our sampler thread uses "
+                f"{r['sampler_thread_us']:.1f} µs of CPU per tick; {walk}, and {rest:.1f} µs is outside "
+                "the walk: waking up, taking and dropping the GIL, reading the main thread's CPU clock, "
+                "the load series once a second."
             )
     for p in profiles:
         if p.scenario == "tick" or not p.ours:  # there the process does nothing but sample

@@ -35,6 +35,8 @@ DEFAULT_IDLE_FRAMES: tuple[str, ...] = (
     "threading.py:Event.wait",
     "threading.py:Semaphore.acquire",
     "threading.py:Thread._wait_for_tstate_lock",
+    # From 3.13, join() waits in C (_ThreadHandle.join): its own frame is the leaf.
+    "threading.py:Thread.join",
     "queue.py:Queue.get",
     "concurrent/futures/thread.py:_worker",
 )
