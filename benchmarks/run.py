@@ -388,7 +388,7 @@ def profile_section(P: dict[str, Any], perf_ok: bool, perf_err: str, smoke: bool
         "counters) "
         "on the whole profiled process; a sample counts as the profiler's when its call chain passes "
         "through our sampler thread (`sampler_main`), the walk the busy main thread does for us "
-        "(`sampler_main_tick`), our signal handler or the kernel's signal delivery. Its share of the "
+        "(`ps_signals_main_tick` and the walker under it), our signal handlers or the kernel's signal delivery. Its share of the "
         "process's samples is the profiler's CPU overhead measured directly, free of the run-to-run "
         "noise of the ratios above, with one blind spot: a busy main thread walks on the kernel tick "
         "that fired the timer, and where perf's cpu-clock samples are aligned with that tick (as on "

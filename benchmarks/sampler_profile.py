@@ -15,11 +15,11 @@ from typing import Any, NamedTuple, Optional
 from common import HERE, PYTHON, scratch_dir
 
 
-def _master_script(hz: int) -> str:
+def _master_script(hz: int, mode: str = "virtual") -> str:
     """The master-shaped scenario's child script at ``hz``."""
     return (
         "stop = start_parked(40, 20)\n"
-        f"s = Session('ours:virtual:{hz}').start()\n"
+        f"s = Session('ours:{mode}:{hz}').start()\n"
         "print(os.getpid(), flush=True)\n"
         "end = time.monotonic() + SECONDS + 1.5\n"
         "def busy():\n"
@@ -43,6 +43,10 @@ PROFILE_SCENARIOS = {
         _master_script(100),
     ),
     "master1000": ("the same at 1000 Hz", _master_script(1000)),
+    "master-real100": ("real mode, 100 Hz, the same busy-master shape (the busy main thread walks "
+                       "when tripped, from the sampler thread's wall-clock ticks)",
+                       _master_script(100, "real")),
+    "master-real1000": ("the same in real mode at 1000 Hz", _master_script(1000, "real")),
 }
 
 
@@ -60,9 +64,10 @@ class SamplerProfile(NamedTuple):
 
 # A perf sample is the profiler's when its call chain passes through one of
 # these: our sampler thread, the walk the main thread does for us when it is
-# busy, our signal handler, or the kernel delivering a signal.
+# busy (ps_signals_main_tick, the walker's functions), our signal handlers
+# (on_tick, and on_trip under it), or the kernel delivering a signal.
 PROFILER_MARKERS = re.compile(
-    r"^(sampler_main|sampler_main_tick|sample_all|ps_walk_all|on_tick|on_poke|ps_ticker_\w+"
+    r"^(sampler_main|ps_signals_\w+|ps_walker_\w+|ps_threads_\w+|on_tick|on_trip|ps_ticker_\w+"
     r"|get_signal|handle_signal|__restore_rt|restore_sigcontext|x64_setup_rt_frame"
     r"|\w*sys_rt_sigreturn|do_signal|arch_do_signal_or_restart)$"
 )
