@@ -252,11 +252,11 @@ between_samples_frame(ps_period *p, uint32_t *frame_id)
  * whether it ran. The first pass (threads.c) reads the clock before the
  * walk, and the walk keeps that reading with its stack node; a later first
  * pass that reads the same clock reuses the node without touching the
- * thread's frames. (Not for a thread last found waiting: that walk stops
- * at its leaf frame, no dearer than the clock read.) (The thread may run between the
- * reading and the walk, when Python code inside the walk lets go of the
- * GIL: then its clock moves past the reading, and the next walk is a full
- * one.) */
+ * thread's frames. The thread may run between the reading and the walk,
+ * when Python code inside the walk lets go of the GIL: then its clock moves
+ * past the reading, and the next walk is a full one. A thread last found
+ * waiting is not asked: that walk stops at its leaf frame, no dearer than
+ * the clock read. */
 
 /* The cache of `t` for this walk, allocated on first use; NULL without
  * one (no memory: the walk works without). */
