@@ -58,7 +58,9 @@ def spinning_culprit(seconds: float) -> None:
 def range_for(seconds: float) -> int:
     """How many integers sum() adds up in about `seconds` here: timed five
     times, the fastest counts (a run the machine paused in would make the
-    call far shorter than asked, too short to be a stall)."""
+    call far shorter than asked, too short to be a stall). The same as
+    test_stalls_master.py's _sum_size, which runs inside the master (its
+    injected config code cannot import this one)."""
     n = 1_000_000
     fastest = float("inf")
     for _ in range(5):
