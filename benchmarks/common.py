@@ -309,3 +309,23 @@ def tool_available(*command: str) -> tuple[bool, str]:
 
 def scratch_dir() -> str:
     return tempfile.mkdtemp(prefix="bbprof-bench-")
+
+
+def update_section(path: str, title: str, text: str) -> None:
+    """Put a report section (`text`, starting with its `title` line) into
+    an existing BENCHMARKS.md: in place of its old copy, or before the Tools
+    section, or at the end. Written to a temporary file, then renamed."""
+    with open(path) as f:
+        report = f.read()
+    if title in report:
+        head, rest = report.split(title, 1)
+        tail = rest.split("\n## ", 1)
+        report = head + text + ("\n## " + tail[1] if len(tail) > 1 else "")
+    elif "\n## Tools" in report:
+        head, tail = report.split("\n## Tools", 1)
+        report = head + "\n" + text + "\n## Tools" + tail
+    else:
+        report = report.rstrip("\n") + "\n\n" + text
+    with open(path + ".tmp", "w") as f:
+        f.write(report)
+    os.replace(path + ".tmp", path)

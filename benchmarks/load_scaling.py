@@ -36,7 +36,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import run_child  # noqa: E402
+from common import run_child, update_section  # noqa: E402
 
 TITLE = "## Peak memory and time of load() against input size"
 
@@ -213,25 +213,6 @@ def section(smoke: bool = False) -> str:
     return render(measure(smoke), smoke)
 
 
-def update(path: str, text: str) -> None:
-    """Put the section in an existing report: in place of its old copy, or
-    before the Tools section."""
-    with open(path) as f:
-        report = f.read()
-    if TITLE in report:
-        head, rest = report.split(TITLE, 1)
-        tail = rest.split("\n## ", 1)
-        report = head + text + ("\n## " + tail[1] if len(tail) > 1 else "")
-    elif "\n## Tools" in report:
-        head, tail = report.split("\n## Tools", 1)
-        report = head + "\n" + text + "\n## Tools" + tail
-    else:
-        report = report.rstrip("\n") + "\n\n" + text
-    with open(path + ".tmp", "w") as f:
-        f.write(report)
-    os.replace(path + ".tmp", path)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true")
@@ -239,7 +220,7 @@ def main() -> int:
     args = parser.parse_args()
     text = section(args.smoke)
     if args.update:
-        update(args.update, text)
+        update_section(args.update, TITLE, text)
     else:
         print(text)
     return 0

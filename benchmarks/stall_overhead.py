@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import update_section  # noqa: E402
 from e2e_master import RealMaster  # noqa: E402
 
 SAMPLER_NAME = "bbprof-sampler"
@@ -145,20 +147,6 @@ def section(summaries: dict, phases: int, seconds: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-def update(path: str, text: str) -> None:
-    report = Path(path).read_text()
-    if TITLE in report:
-        head, rest = report.split(TITLE, 1)
-        tail = rest.split("\n## ", 1)
-        report = head + text + ("\n## " + tail[1] if len(tail) > 1 else "")
-    elif "\n## Tools" in report:
-        head, tail = report.split("\n## Tools", 1)
-        report = head + "\n" + text + "\n## Tools" + tail
-    else:
-        report = report.rstrip("\n") + "\n\n" + text
-    Path(path).write_text(report)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--phases", type=int, default=3, help="phases of each kind per workload, alternating")
@@ -174,7 +162,7 @@ def main() -> None:
     text = section(summaries, args.phases, args.seconds)
     print(text)
     if args.update:
-        update(args.update, text)
+        update_section(args.update, TITLE, text)
 
 
 if __name__ == "__main__":
