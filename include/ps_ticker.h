@@ -1,11 +1,11 @@
 /* The tick source of the one process-wide sampler. In the CPU modes an
  * interval timer (ITIMER_PROF or ITIMER_VIRTUAL) raises a signal; its
- * handler, async-signal-safe, either calls the poke handler (a tick landing
- * on the main thread, or a poke this process sent: the main-thread trip, see
- * signals.c) or posts the sampler thread's semaphore, and keeps errno. In
- * real mode no timer is armed and the sampler paces itself on
- * CLOCK_MONOTONIC; the handler then only serves the pokes. Pure C: no
- * Python.h. */
+ * handler, async-signal-safe, either calls the main handler (a tick landing
+ * on the main thread: the main-thread trip, see signals.c) or posts the
+ * sampler thread's semaphore, and keeps errno. In real mode no timer is
+ * armed and the sampler paces itself on CLOCK_MONOTONIC; the handler is
+ * installed on the route signal all the same, so that a handler somebody
+ * puts over it is seen. Pure C: no Python.h. */
 #ifndef PS_TICKER_H
 #define PS_TICKER_H
 
@@ -24,22 +24,16 @@ int ps_ticker_start(int mode, int64_t interval_ns, int route_signum);
  * installed), 0 when somebody replaced it. Thread-safe, no locks. */
 int ps_ticker_owns_signal(void);
 
-/* If somebody replaced our handler: stop poking, disarm our timer unless it
+/* If somebody replaced our handler: stop calling the main handler, disarm our timer unless it
  * was re-armed with another interval (then it is theirs), forget the signal
  * (stop() then leaves it as they set it) and return 1; else return 0. */
 int ps_ticker_yield(void);
 
-/* Called, in the signal handler, for a poke (a tick signal sent by this
- * process through ps_ticker_poke) and for a timer tick that lands on kernel
- * thread `main_tid` (0: none): it runs on that thread and must be
- * async-signal-safe. Other ticks post the sampler thread's semaphore. NULL:
- * every signal counts as a tick for the sampler thread. */
-void ps_ticker_set_poke_handler(void (*handler)(void), long main_tid);
-
-/* Send `signum` to kernel thread `tid` of this process (tgkill), while our
- * handler is on `signum` and a poke handler is set. Returns 0, PS_ESTATE
- * (not ours now: nothing sent) or PS_EOS. */
-int ps_ticker_poke(long tid, int signum);
+/* Called, in the signal handler, for a tick that lands on kernel thread
+ * `main_tid` (0: none): it runs on that thread and must be
+ * async-signal-safe. Other ticks post the sampler thread's semaphore.
+ * NULL: every signal counts as a tick for the sampler thread. */
+void ps_ticker_set_main_handler(void (*handler)(void), long main_tid);
 
 /* Disarm the timer first, then ignore the signal (discarding one already
  * pending), then restore the disposition found at start. What somebody else

@@ -20,13 +20,12 @@ from . import _core
 Route = tuple[int, object]
 
 # The signal each mode's ticks are routed through to the main thread. In the
-# CPU modes it is the timer's own signal. Real mode arms no timer: it trips
-# CPython's handler table for a real-time signal of its own, and up to 3.12
-# pokes the main thread with it (tgkill). Not SIGALRM, which applications
-# use for their own timeouts: a poke in flight while the application puts
-# its handler on the signal would run that handler. Taken from the top of
-# the range, since libraries that use real-time signals count up from
-# SIGRTMIN.
+# CPU modes it is the timer's own signal. Real mode arms no timer and sends
+# no signal: it trips CPython's handler table for a real-time signal of its
+# own. Not SIGALRM, which applications use for their own timeouts: a trip
+# pending while the application puts its handler on the signal would run
+# that handler. Taken from the top of the range, since libraries that use
+# real-time signals count up from SIGRTMIN.
 REAL_TRIP_SIGNAL = signal.SIGRTMAX - 3
 TRIP_SIGNALS = {"prof": signal.SIGPROF, "virtual": signal.SIGVTALRM, "real": REAL_TRIP_SIGNAL}
 
@@ -78,8 +77,9 @@ def install(mode: str) -> Optional[Route]:
             "application; refusing to replace it (use mode='real')"
         )
     previous = signal.signal(signum, _core._main_tick)
-    # The sampler pokes the main thread with this signal: let interrupted
-    # system calls restart (epoll_wait never does; Python retries it).
+    # A CPU-timer tick on the main thread interrupts what it was doing: let
+    # interrupted system calls restart (epoll_wait never does; Python
+    # retries it).
     signal.siginterrupt(signum, False)
     return signum, previous
 

@@ -80,12 +80,13 @@ TRIP_SCRIPT = """
 """
 
 TRIPS = {
-    # The sampler's route for a tick that lands on the busy main thread, and
-    # for the tgkill poke up to 3.12: the handler runs on the main thread.
+    # The CPU modes' route for a tick that lands on the busy main thread:
+    # the handler runs on the main thread.
     "signal handler on the main thread": 'getattr(libc, "raise")(signal.SIGUSR1)',
     # A CPU-timer tick that lands on another thread.
     "signal handler on another thread": "in_new_native_thread(raise_signal)",
-    # The sampler thread from 3.13 (ps_py_trip_main_from_any_thread).
+    # The sampler thread (ps_py_trip_main_from_any_thread, which up to 3.12
+    # sets the eval breaker after the call).
     "thread without a thread state, no signal": "in_new_native_thread(set_interrupt)",
 }
 
@@ -98,8 +99,9 @@ def test_who_trips_the_main_threads_eval_breaker(caller):
     # PyErr_SetInterruptEx sets it from any thread; before, a caller that is
     # not the main thread leaves the breaker alone and the main thread sees
     # the signal at its next GIL switch, which a thread running alone never
-    # makes. signals.c pokes the main thread with a signal up to 3.12 and
-    # trips it from the sampler thread from 3.13 (pycompat.h).
+    # makes. So up to 3.12 the sampler thread sets the eval breaker itself
+    # after the call (pycompat.h); test_sampler.py's
+    # test_real_mode_samples_a_busy_main_thread_where_it_runs fails without.
     trips_at_once = caller == "signal handler on the main thread" or VERSION >= (3, 13)
     assert result == {"during": trips_at_once, "after": True}
 

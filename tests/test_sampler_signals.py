@@ -48,7 +48,7 @@ def test_real_mode_leaves_sigalrm_to_the_application():
         calls = []
         p = Profiler(frequency=1000, mode="real")
         p.start()
-        workloads.busy_for(0.3)  # busy main thread: the sampler pokes it
+        workloads.busy_for(0.3)  # busy main thread: the sampler trips it
         signal.signal(signal.SIGALRM, lambda signum, frame: calls.append(time.monotonic()))
         armed = time.monotonic()
         signal.setitimer(signal.ITIMER_REAL, 0.8)
@@ -70,7 +70,7 @@ def test_real_mode_leaves_sigalrm_to_the_application():
 
 
 @pytest.mark.timeout(120)
-def test_real_mode_stops_poking_when_its_signal_gets_another_handler():
+def test_real_mode_stops_tripping_when_its_signal_gets_another_handler():
     result = run_script(
         """
         import signal
@@ -92,7 +92,7 @@ def test_real_mode_stops_poking_when_its_signal_gets_another_handler():
     )
     assert result.returncode == 0, result.stderr
     calls, status_lost, stats_lost, samples = result.stdout.split()[:4]
-    # At most the pokes in flight when the handler changed reach it.
+    # At most the trips pending when the handler changed reach it.
     assert int(calls) <= 2, result.stdout
     assert status_lost == "True" and stats_lost == "1", result.stdout
     assert int(samples) > 0  # the sampler thread walks on without the main route
@@ -215,13 +215,14 @@ def test_a_recording_closed_from_another_thread_keeps_its_last_chunk():
 
 
 @pytest.mark.timeout(120)
-def test_real_mode_pokes_do_not_pile_up_while_the_main_thread_cannot_take_them():
+def test_real_mode_trips_do_not_pile_up_while_the_main_thread_cannot_take_them():
     # Before: real mode's pokes are a real-time signal, which queues. With
     # the signal blocked (as while the main thread is descheduled) every
     # busy tick queued one more (hundreds in 0.3 s), and on delivery the
     # handler ran nested once per poke until the signal stack overflowed
-    # (SIGSEGV in on_tick, seen in thread-churn tests). One is in flight at
-    # most now.
+    # (SIGSEGV in on_tick, seen in thread-churn tests). Now real mode sends
+    # no signal on any version: the sampler thread trips the main thread
+    # in CPython's tables (pycompat.h).
     result = run_script(
         """
         import signal, sys
@@ -241,11 +242,10 @@ def test_real_mode_pokes_do_not_pile_up_while_the_main_thread_cannot_take_them()
             piled = queued() - before
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {trip.REAL_TRIP_SIGNAL})
             workloads.busy_for(0.3)
-        print(sys.version_info >= (3, 13), piled, p.period.samples > 0)
+        print(piled, p.period.samples > 0)
         """
     )
     assert result.returncode == 0, (result.returncode, result.stderr)
-    trips_from_the_sampler, piled, sampled = result.stdout.split()
-    # From 3.13 the sampler trips the main thread without a signal.
-    assert int(piled) <= (0 if trips_from_the_sampler == "True" else 1), result.stdout
+    piled, sampled = result.stdout.split()
+    assert int(piled) == 0, result.stdout
     assert sampled == "True"

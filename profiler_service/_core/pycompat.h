@@ -36,23 +36,28 @@ ps_py_is_finalizing(void)
 
 /* Ask the main thread to run `signum`'s Python-level handler at its next
  * bytecode boundary, from a thread with no thread state (the sampler
- * thread), without sending a signal. From 3.13 PyErr_SetInterruptEx sets
- * the main thread's eval breaker from any thread. Up to 3.12 it sets the
- * eval breaker only when called on the main thread; from elsewhere the main
+ * thread), without sending a signal and without the GIL. From 3.13
+ * PyErr_SetInterruptEx sets the main thread's eval breaker from any thread.
+ * Up to 3.12 it marks the signal pending (the main thread's eval loop
+ * checks that flag, and only the main thread clears it) but sets the eval
+ * breaker only when called on the main thread; from elsewhere the main
  * thread notices at its next GIL switch, which a busy thread running alone
- * never makes, so the caller must deliver a signal to the main thread
- * (whose handler trips it there). Returns 1 when tripped, 0 when the caller
- * must signal. tests/test_cpython_behaviour.py checks both on each version. */
-static inline int
-ps_py_trip_main_from_any_thread(int signum)
-{
-#if PY_VERSION_HEX >= 0x030D0000
-    return PyErr_SetInterruptEx(signum) == 0;
-#else
-    (void)signum;
-    return 0;
-#endif
-}
+ * never makes. So there we set the eval breaker too, as CPython does for a
+ * GIL drop request: a field of the interpreter state that only CPython's
+ * internal headers describe, which is why these two functions are compiled
+ * on their own, in pycompat.c. A thread other than the main one that meets
+ * the breaker finds nothing it may handle and runs on; the breaker is
+ * recomputed at the next GIL switch. Returns 1 when tripped, 0 when not (an
+ * unknown signal number). tests/test_cpython_behaviour.py checks both
+ * halves on each version. */
+int ps_py_trip_main_from_any_thread(int signum);
+
+/* Does the interpreter state have the layout this module was built for, so
+ * that ps_py_trip_main_from_any_thread writes where the eval loop reads?
+ * Checked on two fields next to the eval breaker that public functions read
+ * back (the interpreter's id and its recursion limit). Always 1 from 3.13.
+ * Call with the GIL held. */
+int ps_py_can_trip_main_from_any_thread(void);
 
 /* Take the current exception out of the error indicator (new reference, or
  * NULL when none is set) and put it back. 3.12 made the exception a single

@@ -3,8 +3,8 @@
  * Who walks. In the CPU modes the kernel sends the interval timer's signal
  * to the thread that was running. Our handler (ticker.c's, async-signal-
  * safe) sorts it: a tick that lands on the main thread (the reactor of a
- * Buildbot master, busy on the CPU since the tick found it running), or a
- * poke this process sent, is handed to on_trip below, which trips CPython's
+ * Buildbot master, busy on the CPU since the tick found it running) is
+ * handed to on_trip below, which trips CPython's
  * signal machinery right there (PyErr_SetInterruptEx is async-signal-safe,
  * and up to 3.12 only reaches the eval loop when called on the main
  * thread); any other tick posts the sampler thread's semaphore. A tripped
@@ -18,9 +18,8 @@
  * mode, whose grid is wall time like a LoopingCall's, jitters.)
  *
  * A tick that wakes the sampler thread: if the main thread used the CPU
- * since the last tick it is asked to walk the same way (from 3.13 by
- * tripping it from the sampler thread, before by a tgkill poke whose
- * handler trips it); otherwise the sampler thread takes the GIL and walks.
+ * since the last tick it is asked to walk the same way, tripped from the
+ * sampler thread (pycompat.h); otherwise the sampler thread takes the GIL and walks.
  * Taking the GIL from a busy thread samples it where it lets go of the GIL
  * (often an I/O call, after up to the 5 ms switch interval): that bias is
  * why a busy main thread walks itself. Each sample is weighted by the CPU
@@ -28,7 +27,8 @@
  * walk shifts no weight.
  *
  * The Python side (profiler.py) puts _main_tick on the trip signal before
- * start(); ours then replaces CPython's handler at the C level. */
+ * start(); ours then replaces CPython's handler at the C level (in real
+ * mode only to see when somebody replaces it: no signal is sent). */
 #define _GNU_SOURCE
 #include "sampler.h"
 
@@ -41,6 +41,9 @@ ps_signals_init(ps_signals *s, long main_tid, int trip_signum,
                 int64_t interval_ns)
 {
     s->main_tid = trip_signum > 0 ? main_tid : 0;
+    /* Without the layout the trip needs (never seen), the sampler thread
+     * walks the busy main thread too, where it lets go of the GIL. */
+    s->trips_from_here = ps_py_can_trip_main_from_any_thread();
     s->trip_signum = trip_signum;
     s->interval_ns = interval_ns;
     atomic_store(&s->lost, 0);
@@ -61,7 +64,7 @@ int
 ps_signals_arm(ps_signals *s, int mode)
 {
     atomic_store(&s->main_ticks, 0);
-    ps_ticker_set_poke_handler(s->main_tid ? on_trip : NULL, s->main_tid);
+    ps_ticker_set_main_handler(s->main_tid ? on_trip : NULL, s->main_tid);
     /* With the main-thread route the caller has just put CPython's handler
      * on the timer signal; ours replaces it at the C level. */
     return ps_ticker_start(mode, s->interval_ns, s->main_tid ? s->trip_signum : 0);
@@ -71,31 +74,30 @@ void
 ps_signals_check(ps_signals *s)
 {
     if (!atomic_load(&s->lost) && ps_ticker_yield()) {
-        /* Our handler was replaced: no more pokes (they would reach the
-         * new handler), and in the CPU modes no more ticks. */
+        /* Our handler was replaced: no more trips (they would run the new
+         * handler), and in the CPU modes no more ticks. */
         atomic_store(&s->lost, 1);
         s->main_tid = 0;
     }
 }
 
-/* Ask the main thread to walk: trip it from here where the version allows
- * (pycompat.h), else poke it with the trip signal, whose handler (ours:
- * on_trip) trips it. In real mode the trip signal is a real-time signal of
- * our own (trip.py), so a poke never reaches an application's SIGALRM
- * handler, nor does a trip pending when one is installed. Tripping
- * also writes a byte to the wakeup fd if one is set (Twisted's SIGCHLD
- * waker): the reactor reads it at its next iteration, one read() and a
- * waitpid(WNOHANG) per child process, only on ticks that found it busy. */
-static void
+/* Ask the main thread to walk: trip it from here (pycompat.h), on every
+ * version without a signal, so no interrupt reaches a thread that is
+ * running on another CPU. In real mode the trip signal is a real-time
+ * signal of our own (trip.py), so a trip never reaches an application's
+ * SIGALRM handler. Tripping also writes a byte to the wakeup fd if one is
+ * set (Twisted's SIGCHLD waker): the reactor reads it at its next
+ * iteration, one read() and a waitpid(WNOHANG) per child process, only on
+ * ticks that found it busy. Returns 0 when the trip could not be made. */
+static int
 trip_main(ps_signals *s, uint64_t ticks)
 {
     atomic_fetch_add(&s->main_ticks, ticks);
-    if (ps_py_trip_main_from_any_thread(s->trip_signum)) {
-        return;
+    if (!ps_py_trip_main_from_any_thread(s->trip_signum)) {
+        atomic_fetch_sub(&s->main_ticks, ticks);
+        return 0;
     }
-    if (ps_ticker_poke(s->main_tid, s->trip_signum) < 0) {
-        atomic_fetch_sub(&s->main_ticks, ticks);  /* gone, or the signal is not ours */
-    }
+    return 1;
 }
 
 /* Did the main thread use the CPU since the last tick? Then it is asked to
@@ -113,11 +115,7 @@ main_is_busy(ps_signals *s)
 int
 ps_signals_hand_to_main(ps_signals *s, uint64_t ticks)
 {
-    if (s->main_tid != 0 && main_is_busy(s)) {
-        trip_main(s, ticks);
-        return 1;
-    }
-    return 0;
+    return s->main_tid != 0 && s->trips_from_here && main_is_busy(s) && trip_main(s, ticks);
 }
 
 void

@@ -14,6 +14,7 @@
 typedef struct {
     long main_tid;              /* kernel TID of the main thread, 0 = no trip route */
     int trip_signum;            /* the signal whose Python handler is _main_tick */
+    int trips_from_here;        /* the sampler thread can trip the main thread */
     int64_t main_cpu_ns;        /* main thread's CPU at the last tick */
     int64_t interval_ns;        /* the tick interval */
     atomic_uint_fast64_t main_ticks;  /* ticks handed to the main thread */

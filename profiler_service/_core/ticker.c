@@ -1,7 +1,8 @@
-/* The tick source: see ps_ticker.h. The handler reads its own thread id and
- * the signal's origin, then either calls the poke handler (on the main
- * thread) or posts a semaphore; it saves and restores errno. Everything here is process-wide because signals and interval timers
- * are; the binding guarantees one sampler per process. */
+/* The tick source: see ps_ticker.h. The handler reads its own thread id,
+ * then either calls the main handler (on the main thread) or posts a
+ * semaphore; it saves and restores errno. Everything here is process-wide
+ * because signals and interval timers are; the binding guarantees one
+ * sampler per process. */
 #define _GNU_SOURCE
 #include "ps_ticker.h"
 
@@ -29,31 +30,19 @@ static struct timeval armed_interval;  /* what we armed it with */
  * the signal handler. */
 static pthread_mutex_t control_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct sigaction previous;  /* disposition found at start */
-static void (*volatile poke_handler)(void);
-static volatile pid_t own_pid;
+static void (*volatile main_handler)(void);
 static volatile sig_atomic_t main_tid;
-/* A poke sent and not yet handled. Real mode pokes with a real-time
- * signal, and real-time signals queue instead of merging: a main thread
- * that did not run for a while (descheduled on a loaded machine) would
- * find hundreds queued and run its handler once for each, nested (SA_NODEFER)
- * until the signal stack overflowed. One in flight covers every tick queued
- * for the main thread meanwhile (signals.c counts them). */
-static atomic_int poke_in_flight;
 
 static void
 on_tick(int sig, siginfo_t *info, void *context)
 {
     int saved_errno = errno;
-    void (*poked)(void) = poke_handler;
+    void (*on_main)(void) = main_handler;
     (void)sig;
+    (void)info;
     (void)context;
-    if (poked != NULL && info != NULL &&
-        ((info->si_code == SI_TKILL && info->si_pid == own_pid) ||
-         (main_tid != 0 && (long)syscall(SYS_gettid) == main_tid))) {
-        if (info->si_code == SI_TKILL) {
-            atomic_store(&poke_in_flight, 0);
-        }
-        poked();  /* on the main thread: it walks at its next bytecode */
+    if (on_main != NULL && main_tid != 0 && (long)syscall(SYS_gettid) == main_tid) {
+        on_main();  /* on the main thread: it walks at its next bytecode */
     }
     else {
         sem_post(&tick_sem);
@@ -62,11 +51,10 @@ on_tick(int sig, siginfo_t *info, void *context)
 }
 
 void
-ps_ticker_set_poke_handler(void (*handler)(void), long tid)
+ps_ticker_set_main_handler(void (*handler)(void), long tid)
 {
-    own_pid = getpid();
     main_tid = handler != NULL ? (sig_atomic_t)tid : 0;
-    poke_handler = handler;
+    main_handler = handler;
 }
 
 static void
@@ -74,30 +62,6 @@ to_timeval(int64_t ns, struct timeval *tv)
 {
     tv->tv_sec = ns / 1000000000;
     tv->tv_usec = (ns % 1000000000) / 1000;
-}
-
-int
-ps_ticker_poke(long tid, int signum)
-{
-    int rc = PS_OK;
-
-    /* Under control_lock, and only while our handler is on the signal: a
-     * poke sent after stop() or yield put another disposition back would
-     * reach it (SIG_DFL of SIGALRM or a real-time signal ends the process).
-     * One sent before is pending at most, and stop()'s SIG_IGN discards it. */
-    pthread_mutex_lock(&control_lock);
-    if (armed_signal != signum || main_tid == 0) {
-        rc = PS_ESTATE;
-    }
-    else if (atomic_exchange(&poke_in_flight, 1)) {
-        rc = PS_OK;  /* the one in flight covers this tick too */
-    }
-    else if (syscall(SYS_tgkill, (long)getpid(), tid, (long)signum) != 0) {
-        atomic_store(&poke_in_flight, 0);
-        rc = PS_EOS;
-    }
-    pthread_mutex_unlock(&control_lock);
-    return rc;
 }
 
 int
@@ -139,7 +103,6 @@ ps_ticker_start(int mode, int64_t interval_ns, int route_signum)
         /* drain ticks left over from an earlier run */
     }
     atomic_store(&woken, 0);
-    atomic_store(&poke_in_flight, 0);  /* one discarded by the last stop() */
     if (sig == 0) {
         return PS_OK;  /* real mode without the main-thread route */
     }
@@ -156,8 +119,8 @@ ps_ticker_start(int mode, int64_t interval_ns, int route_signum)
      * running; if that thread had the signal blocked (as it would while in
      * this very handler), it would go to another thread, waking a sleeping
      * one. The handler is reentrant: atomics, sem_post and errno. Real
-     * mode's route signal only ever goes to the main thread (tgkill): it
-     * stays blocked in its handler, so the handler never nests. */
+     * mode sends no signal: its handler is there to see when somebody
+     * replaces it (ps_ticker_owns_signal). */
     action.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK | (timer_sig != 0 ? SA_NODEFER : 0);
     sigemptyset(&action.sa_mask);
     if (sigaction(sig, &action, NULL) != 0) {
@@ -230,7 +193,7 @@ yield_locked(void)
      * C level too): our ticks would now reach it. Stop them; what they
      * installed stays, and stop() will not restore over it. */
     main_tid = 0;
-    poke_handler = NULL;
+    main_handler = NULL;
     disarm_own_timer();
     armed_signal = 0;
     return 1;
@@ -332,9 +295,8 @@ ps_ticker_after_fork_child(void)
 {
     pthread_mutex_init(&control_lock, NULL);  /* the sampler thread is gone */
     armed_timer = -1;  /* the kernel did not copy our timer */
-    poke_handler = NULL;
+    main_handler = NULL;
     main_tid = 0;
-    atomic_store(&poke_in_flight, 0);
     if (armed_signal != 0) {
         sigaction(armed_signal, &previous, NULL);
         armed_signal = 0;
