@@ -122,6 +122,11 @@ def emit(result: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+def log(message: str) -> None:
+    """A progress line of a benchmark run, with the time of day."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
 def child_params() -> dict[str, Any]:
     return json.loads(sys.argv[1])
 

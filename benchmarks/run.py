@@ -30,7 +30,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_master  # noqa: E402
 import load_scaling  # noqa: E402
 from common import (  # noqa: E402
-    PYTHON, ROOT, config_label, machine_info, median, pct, run_child, scratch_dir, spread, tool_available,
+    PYTHON, ROOT, config_label, log, machine_info, median, pct, run_child, scratch_dir, spread,
+    tool_available,
 )
 from report import busy_section, render, summary_rows  # noqa: E402
 from sampler_profile import PROFILE_SCENARIOS, SamplerProfile, analysis, sampler_profile  # noqa: E402
@@ -67,10 +68,6 @@ SMOKE = dict(
     master_configs=["none", "ours:virtual:100"],
     accuracy_configs=["ours:prof:100", "ours:prof:1000", "anchor:prof:100"],
 )
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 def fmt_ratio(values: list[float]) -> str:

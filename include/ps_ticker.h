@@ -24,9 +24,10 @@ int ps_ticker_start(int mode, int64_t interval_ns, int route_signum);
  * installed), 0 when somebody replaced it. Thread-safe, no locks. */
 int ps_ticker_owns_signal(void);
 
-/* If somebody replaced our handler: stop calling the main handler, disarm our timer unless it
- * was re-armed with another interval (then it is theirs), forget the signal
- * (stop() then leaves it as they set it) and return 1; else return 0. */
+/* If somebody replaced our handler: stop calling the main handler, disarm
+ * our timer unless it was re-armed with another interval (then it is
+ * theirs), forget the signal (stop() then leaves it as they set it) and
+ * return 1; else return 0. */
 int ps_ticker_yield(void);
 
 /* Called, in the signal handler, for a tick that lands on kernel thread

@@ -4,10 +4,9 @@
  * to the thread that was running. Our handler (ticker.c's, async-signal-
  * safe) sorts it: a tick that lands on the main thread (the reactor of a
  * Buildbot master, busy on the CPU since the tick found it running) is
- * handed to on_trip below, which trips CPython's
- * signal machinery right there (PyErr_SetInterruptEx is async-signal-safe,
- * and up to 3.12 only reaches the eval loop when called on the main
- * thread); any other tick posts the sampler thread's semaphore. A tripped
+ * handed to on_trip below, which trips CPython's signal machinery right
+ * there (PyErr_SetInterruptEx is async-signal-safe); any other tick posts
+ * the sampler thread's semaphore. A tripped
  * main thread runs _main_tick at its next bytecode boundary and walks every
  * thread there, its own stack taken where it was running, with no GIL
  * hand-off and no other thread woken. (Sample times then sit on the
@@ -19,7 +18,8 @@
  *
  * A tick that wakes the sampler thread: if the main thread used the CPU
  * since the last tick it is asked to walk the same way, tripped from the
- * sampler thread (pycompat.h); otherwise the sampler thread takes the GIL and walks.
+ * sampler thread (pycompat.h); otherwise the sampler thread takes the GIL
+ * and walks.
  * Taking the GIL from a busy thread samples it where it lets go of the GIL
  * (often an I/O call, after up to the 5 ms switch interval): that bias is
  * why a busy main thread walks itself. Each sample is weighted by the CPU
