@@ -72,9 +72,15 @@ sampler_main(void *arg)
     (void)arg;
     /* Named, so that top -H and /proc/<pid>/task/<tid>/comm show it. */
     pthread_setname_np(pthread_self(), "bbprof-sampler");
-    PyGILState_STATE gil = PyGILState_Ensure();
-    ps_walker_skip(&S.walker, PyThreadState_Get());
-    PyThreadState *ts = PyEval_SaveThread();
+    /* This thread gets its thread state the first time it needs the GIL,
+     * not before its first tick: a main thread that is busy and also lets
+     * go of the GIL often (an event loop polling with a zero timeout
+     * between callbacks) can keep a thread that waits for the GIL waiting
+     * for seconds, since each of its short releases restarts the waiter's
+     * 5 ms switch request. Waiting here left whole runs without a sample;
+     * the busy main thread is tripped without the GIL. */
+    PyGILState_STATE gil = PyGILState_UNLOCKED;
+    PyThreadState *ts = NULL;
     int64_t now = ps_mono_ns();
     int64_t next_load = now + LOAD_INTERVAL_NS;
     int64_t next_tick = now + jittered_interval();
@@ -110,7 +116,13 @@ sampler_main(void *arg)
         if (ps_py_is_finalizing()) {
             break;  /* taking the GIL now would kill or hang this thread */
         }
-        PyEval_RestoreThread(ts);
+        if (ts == NULL) {
+            gil = PyGILState_Ensure();
+            ps_walker_skip(&S.walker, PyThreadState_Get());
+        }
+        else {
+            PyEval_RestoreThread(ts);
+        }
         if (stall_work && !atomic_load(&S.stopping)) {
             ps_stalls_work();
         }
@@ -123,7 +135,7 @@ sampler_main(void *arg)
         }
         ts = PyEval_SaveThread();
     }
-    if (!ps_py_is_finalizing()) {
+    if (ts != NULL && !ps_py_is_finalizing()) {
         PyEval_RestoreThread(ts);
         PyGILState_Release(gil);
     }
