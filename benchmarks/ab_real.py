@@ -31,12 +31,20 @@ TITLE = "## Real mode, before and after"
 
 
 def install_of(python: str) -> str:
-    """Where `python` imports profiler_service from, and its version."""
-    return subprocess.run(
-        [python, "-c", "import profiler_service as p, os; "
-         "print(os.path.dirname(p.__file__), getattr(p, '__version__', '?'))"],
-        capture_output=True, text=True, cwd="/", check=True,
-    ).stdout.strip()
+    """Where `python` imports profiler_service from, and its version; exits
+    with a message naming the interpreter when it has none."""
+    try:
+        proc = subprocess.run(
+            [python, "-c", "import profiler_service as p, os; "
+             "print(os.path.dirname(p.__file__), getattr(p, '__version__', '?'))"],
+            capture_output=True, text=True, cwd="/",
+        )
+    except OSError as exc:
+        sys.exit(f"ab_real: cannot run {python}: {exc}")
+    if proc.returncode != 0:
+        sys.exit(f"ab_real: {python} cannot import profiler_service: "
+                 f"{(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+    return proc.stdout.strip()
 
 
 def with_python(python: str, measure: Callable[[], Any]) -> Any:
