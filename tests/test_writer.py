@@ -261,7 +261,11 @@ def test_round_trip_matches_period(tmp_path, hot_period):
     first = writer_hot_leaf.__code__.co_firstlineno
     loop = {f"writer_hot_leaf ({__file__}:{first + 2})", f"writer_hot_leaf ({__file__}:{first + 3})"}
     in_hot = [(stack, count) for stack, count in by_line.items() if "writer_hot_leaf (" in stack]
-    assert {stack.rsplit(";", 1)[-1] for stack, _ in in_hot} <= loop | {f"writer_hot_leaf ({__file__}:{first + 4})"}
+    # Besides the loop: the return line, and the def line, where a frame that
+    # was just entered stands (its RESUME, which checks the eval breaker, so a
+    # signal's walk can run there; CPython's own f_lineno says the same).
+    edges = {f"writer_hot_leaf ({__file__}:{first})", f"writer_hot_leaf ({__file__}:{first + 4})"}
+    assert {stack.rsplit(";", 1)[-1] for stack, _ in in_hot} <= loop | edges
     assert sum(c for s, c in in_hot if s.rsplit(";", 1)[-1] in loop) >= 0.95 * leaf["writer_hot_leaf"]
     # A caller's line is the line of its call.
     call = f"writer_hot_middle ({__file__}:{writer_hot_middle.__code__.co_firstlineno + 1});writer_hot_leaf"
